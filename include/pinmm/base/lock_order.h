@@ -1,0 +1,47 @@
+// The lock order of pinmm, written once, as a tree (outermost first).
+//
+// Linux counterpart: the lock-ordering comment at the top of mm/rmap.c and
+// mm/filemap.c. A thread may block on a lock only while every lock it holds
+// has a strictly lower rank. Trylocks never deadlock and are exempt; locks of
+// equal rank nest only through an explicit *_nested() acquisition. Debug
+// builds (PINMM_DEBUG) check ranks on every acquisition and abort on an
+// inversion, naming both locks.
+//
+//   mmap_lock (Mm)                                        kMmapLock
+//     folio lock (PG_locked bit, phys/folio_lock.h)       kFolioLock
+//       i_mmap rwsem (file mapping)                       kIMmap
+//         anon_vma rwsem                                  kAnonVma
+//           PMD lock / mm page_table_lock                 kPmdLock
+//             PTE-table lock (split)                      kPteLock
+//               page-cache xarray lock (i_pages)          kMappingPages
+//                 LRU lock (lruvec)                       kLruLock
+//                   hugetlb_lock                          kHugetlbLock
+//                     zone->lock                          kZoneLock
+//                       pin-owner table                   kPinTable
+//                         leaf locks (tracer, injector, registries)   kLeaf
+//                           hashed folio wait-queue bucket            kWaitQueue
+#pragma once
+
+#include <cstdint>
+
+namespace pinmm {
+
+enum class LockRank : uint16_t {
+  kMmapLock = 100,
+  kFolioLock = 200,
+  kIMmap = 300,
+  kAnonVma = 310,
+  kPmdLock = 400,
+  kPteLock = 410,
+  kMappingPages = 500,
+  kLruLock = 600,
+  kHugetlbLock = 650,
+  kZoneLock = 700,
+  kPinTable = 800,
+  kLeaf = 900,
+  kWaitQueue = 950,
+};
+
+const char* lock_rank_name(LockRank rank);
+
+}  // namespace pinmm

@@ -1,0 +1,73 @@
+// MachineConfig: the machine a MemorySystem models.
+//
+// Linux counterpart: what firmware and the kernel command line decide at
+// boot: memory per NUMA node, the section and memory-block sizes, which
+// memory goes to ZONE_MOVABLE (movablecore=), CMA areas (cma=), hugetlb
+// pools (hugepagesz=/hugepages=), the THP mode and vm.min_free_kbytes.
+//
+// Layout rules (checked by check()): node memory is a whole number of memory
+// blocks; a block is a whole number of sections; sections are a power of two
+// of at least one pageblock (2 MiB). Each node's ZONE_MOVABLE part is its
+// top `movable` bytes, a whole number of blocks. CMA areas are placed
+// bottom-up at the start of their node's kernel (ZONE_NORMAL) part, as the
+// kernel's bottom-up CMA placement does, and must fit there.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pinmm/base/types.h"
+
+namespace pinmm {
+
+enum class ThpMode : uint8_t { kAlways, kMadvise, kNever };
+const char* thp_mode_name(ThpMode m);
+
+struct NodeConfig {
+  Bytes memory;
+  Bytes movable;  // top part of the node onlined to ZONE_MOVABLE
+};
+
+struct CmaConfig {
+  std::string name;
+  Bytes size;
+  int nid = 0;
+};
+
+struct HugepageConfig {
+  Bytes page_size;                // 2MiB or 1GiB
+  uint64_t count = 0;             // pages per node if nid is set, else spread over nodes
+  std::optional<int> nid;
+};
+
+struct MachineConfig {
+  std::vector<NodeConfig> nodes;
+  Bytes section_size = Bytes::MiB(128);
+  Bytes block_size = Bytes::MiB(128);
+  std::vector<CmaConfig> cma;
+  std::vector<HugepageConfig> hugepages;
+  ThpMode thp = ThpMode::kAlways;  // Debian's kernel: CONFIG_TRANSPARENT_HUGEPAGE_ALWAYS
+  int cpus = 2;
+  // vm.min_free_kbytes as a user would set it; absent: computed as Linux does.
+  std::optional<uint64_t> min_free_kbytes;
+  // Reserve the boot-time page descriptor arrays (64 bytes per page) at the
+  // top of each node's kernel zone, so present != managed as on real machines.
+  bool reserve_memmap = true;
+
+  // `total` memory split evenly over `nr_nodes`, with `movable` bytes in all
+  // spread like movablecore= spreads kernelcore: evenly over nodes, rounded
+  // up to memory blocks of `block_size`.
+  static MachineConfig uniform(Bytes total, int nr_nodes, Bytes movable,
+                               Bytes block_size = Bytes::MiB(128));
+  // A tiny machine for tests: 2 MiB sections and blocks, no memmap
+  // reservation, min_free_kbytes 0, THP never, one node.
+  static MachineConfig tiny(Bytes memory, Bytes movable = Bytes(0));
+
+  Bytes total_memory() const;
+  // Every problem with this configuration, one sentence each.
+  std::vector<std::string> check() const;
+};
+
+}  // namespace pinmm

@@ -1,0 +1,167 @@
+// MemorySystem: the owner of everything in one simulated machine.
+//
+// Linux counterpart: the machine-wide state the kernel keeps in globals —
+// NODE_DATA(), mem_map/vmemmap, memory sections and memory blocks
+// (drivers/base/memory.c), vm_event_states, vm_node_stat — gathered in one
+// object so that many machines can coexist in one process (tests build
+// machines of a few MiB). Built from a MachineConfig by create(), which boots
+// the machine: lays out nodes, zones, sections and memory blocks, reserves
+// boot memory (page descriptor arrays, CMA areas, gigantic hugetlb pages),
+// frees everything else to the buddy allocator, sets watermarks, and fills
+// the hugetlb pools.
+//
+// Thread safety: the topology is fixed after create() except for what memory
+// hotplug changes under its own lock; services (tracer, injector, counters,
+// wait table) are thread-safe.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pinmm/base/counters.h"
+#include "pinmm/base/errno.h"
+#include "pinmm/base/inject.h"
+#include "pinmm/base/locks.h"
+#include "pinmm/base/trace.h"
+#include "pinmm/base/validate.h"
+#include "pinmm/phys/config.h"
+#include "pinmm/phys/frame_store.h"
+#include "pinmm/phys/page.h"
+#include "pinmm/phys/pageblock.h"
+#include "pinmm/phys/zone.h"
+
+namespace pinmm {
+
+class FolioWaitTable;
+class HugetlbPools;
+
+enum class MemoryBlockState : uint8_t { kOnline, kGoingOffline, kOffline };
+const char* memory_block_state_name(MemoryBlockState s);  // "online", "going-offline", "offline"
+
+// A hot-pluggable memory block (drivers/base/memory.c): /sys/devices/system/memory/memoryN.
+struct MemoryBlock {
+  uint64_t id = 0;
+  Pfn start_pfn;
+  PageCount nr_pages;
+  int nid = 0;
+  MemoryBlockState state = MemoryBlockState::kOffline;
+  ZoneType zone = ZONE_NORMAL;  // meaningful while online
+};
+
+// A boot-time CMA reservation (the range the cma/ layer manages).
+struct CmaReservation {
+  std::string name;
+  int nid = 0;
+  Pfn base_pfn;
+  PageCount count;
+};
+
+class MemorySystem {
+ public:
+  // Boots a machine. EINVAL if config.check() reports problems (print those
+  // to the user), ENOMEM if the host cannot reserve the memory.
+  static Result<std::unique_ptr<MemorySystem>> create(const MachineConfig& config);
+  ~MemorySystem();
+  MemorySystem(const MemorySystem&) = delete;
+  MemorySystem& operator=(const MemorySystem&) = delete;
+
+  const MachineConfig& config() const { return config_; }
+
+  // ---- PFN space ----
+  Pfn max_pfn() const { return Pfn(nr_pfns_); }
+  // True if pfn lies in a present (populated) section.
+  bool pfn_valid(Pfn pfn) const;
+  Page* pfn_to_page(Pfn pfn) const { return mem_map_ + pfn.value(); }
+  Pfn page_to_pfn(const Page* page) const { return Pfn(static_cast<uint64_t>(page - mem_map_)); }
+  // The page if its memory block is online, else nullptr.
+  Page* pfn_to_online_page(Pfn pfn) const;
+  Page* mem_map() const { return mem_map_; }
+  PageCount section_pages() const { return config_.section_size.pages(); }
+  PageCount block_pages() const { return config_.block_size.pages(); }
+
+  // ---- topology ----
+  int nr_nodes() const { return static_cast<int>(nodes_.size()); }
+  Node& node(int nid) { return *nodes_[nid]; }
+  const Node& node(int nid) const { return *nodes_[nid]; }
+  Zone& zone(int nid, ZoneType t) { return nodes_[nid]->zone(t); }
+  const Zone& zone(int nid, ZoneType t) const { return nodes_[nid]->zone(t); }
+  std::span<MemoryBlock> memory_blocks() { return blocks_; }
+  std::span<const MemoryBlock> memory_blocks() const { return blocks_; }
+  std::span<const CmaReservation> cma_reservations() const { return cma_; }
+  // The node a simulated CPU belongs to (CPUs are spread evenly over nodes).
+  int cpu_to_node(int cpu) const;
+
+  // ---- services ----
+  const FrameStore& frames() const { return frames_; }
+  PageblockFlags& pageblock_flags() { return pageblock_flags_; }
+  const PageblockFlags& pageblock_flags() const { return pageblock_flags_; }
+  Tracer& tracer() { return tracer_; }
+  Injector& injector() { return injector_; }
+  VmEvents& events() { return events_; }
+  VmStats& vm_stats() { return vm_stats_; }
+  FolioWaitTable& wait_table() { return *wait_table_; }
+  HugetlbPools& hugetlb() { return *hugetlb_; }
+  const HugetlbPools& hugetlb() const { return *hugetlb_; }
+
+  // vm.min_free_kbytes in effect.
+  uint64_t min_free_kbytes() const { return min_free_kbytes_; }
+  // Recomputes watermarks and lowmem reserves from managed pages (boot, and
+  // whenever memory is onlined or offlined).
+  void setup_per_zone_wmarks();
+
+  // Kernel-allocation owner tags (kmalloc_pages): interned names.
+  uint32_t intern_owner(std::string_view owner) EXCLUDES(owners_lock_);
+  std::string owner_name(uint32_t id) const EXCLUDES(owners_lock_);
+
+  // A snapshot of every counter, summed over zones and nodes (/proc/vmstat).
+  VmStat vmstat() const;
+  // Checks the invariants of the physical layer: every PFN is in exactly one
+  // state, free lists and counters agree, free buddies have merged, pageblock
+  // types follow the CMA and isolation rules. Call at a quiescent point.
+  ValidationReport validate() const;
+
+ private:
+  MemorySystem(const MachineConfig& config, uint64_t nr_pfns, Page* mem_map, FrameStore frames);
+
+  void build_topology();
+  void init_memmap();
+  std::optional<Pfn> reserve_top_down(int nid, PageCount nr, Order align, Pfn below) const;
+  void reserve_boot_memory();
+  void release_boot_memory();
+  void build_zonelists();
+  void calculate_min_free_kbytes();
+
+  const MachineConfig config_;
+  const uint64_t nr_pfns_;
+  Page* const mem_map_;  // host mapping of nr_pfns_ descriptors
+  FrameStore frames_;
+  PageblockFlags pageblock_flags_;
+  std::vector<std::unique_ptr<Node>> nodes_;
+  std::vector<MemoryBlock> blocks_;
+  std::vector<CmaReservation> cma_;
+  // Boot reservations: [start, end) ranges that stay PG_reserved (memmap) or
+  // become gigantic hugetlb pages.
+  struct BootRange {
+    Pfn start;
+    PageCount nr;
+    bool gigantic;
+  };
+  std::vector<BootRange> boot_ranges_;
+  uint64_t min_free_kbytes_ = 0;
+
+  Tracer tracer_;
+  Injector injector_;
+  VmEvents events_;
+  VmStats vm_stats_;
+  std::unique_ptr<FolioWaitTable> wait_table_;
+  std::unique_ptr<HugetlbPools> hugetlb_;
+
+  mutable Mutex owners_lock_{LockRank::kLeaf};
+  std::vector<std::string> owners_ GUARDED_BY(owners_lock_);
+};
+
+}  // namespace pinmm

@@ -1,0 +1,218 @@
+// Nodes, zones and the buddy allocator's free areas.
+//
+// Linux counterpart: pg_data_t and struct zone (include/linux/mmzone.h); the
+// buddy algorithm is in page_alloc.cc like mm/page_alloc.c. Each zone has
+// free lists per order (0..MAX_PAGE_ORDER) and migratetype; a free block of
+// 2^order pages sits on the list of its pageblock's migratetype (6.12's
+// freelist hygiene) with PageBuddy set and its order in page->private.
+//
+// Thread safety: the free areas, nr_isolate_pageblock and every pageblock
+// type change are guarded by `lock` (zone->lock). The span and page counts
+// change only at boot and under memory hotplug; managed pages is atomic.
+// Counters are relaxed atomics.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "pinmm/base/counters.h"
+#include "pinmm/base/list.h"
+#include "pinmm/base/locks.h"
+#include "pinmm/base/types.h"
+#include "pinmm/phys/mmzone.h"
+#include "pinmm/phys/page.h"
+
+namespace pinmm {
+
+class MemorySystem;
+class Node;
+
+struct FreeArea {
+  std::array<ListHead, MIGRATE_TYPES> free_list;
+  uint64_t nr_free = 0;                                // blocks of this order, all types
+  std::array<uint64_t, MIGRATE_TYPES> nr_free_type{};  // blocks of this order, per type
+};
+
+// Allocation context flags (mm/internal.h ALLOC_*), the subset pinmm uses.
+enum AllocFlags : uint32_t {
+  ALLOC_WMARK_MIN = 0x00,
+  ALLOC_WMARK_LOW = 0x01,
+  ALLOC_WMARK_HIGH = 0x02,
+  ALLOC_NO_WATERMARKS = 0x04,
+  ALLOC_WMARK_MASK = ALLOC_NO_WATERMARKS - 1,
+  ALLOC_NON_BLOCK = 0x10,
+  ALLOC_MIN_RESERVE = 0x20,
+  ALLOC_CMA = 0x80,
+  ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE,
+};
+
+// Flags for freeing pages (mm/internal.h FPI_*).
+enum FpiFlags : uint32_t {
+  FPI_NONE = 0,
+  FPI_TO_TAIL = 1u << 1,
+};
+
+class Zone {
+ public:
+  Zone(MemorySystem& ms, Node& node, ZoneType type);
+  Zone(const Zone&) = delete;
+  Zone& operator=(const Zone&) = delete;
+
+  // ---- identity ----
+  MemorySystem& ms() const { return ms_; }
+  Node& node() const { return node_; }
+  int nid() const;
+  ZoneType type() const { return type_; }
+  const char* name() const { return zone_type_name(type_); }
+  Page* mem_map() const { return mem_map_; }  // the page of pfn 0
+
+  // ---- span and size ----
+  Pfn zone_start_pfn() const { return start_pfn_; }
+  Pfn zone_end_pfn() const { return start_pfn_ + PageCount(spanned_pages_); }
+  uint64_t spanned_pages() const { return spanned_pages_; }
+  uint64_t present_pages() const { return present_pages_; }
+  uint64_t managed_pages() const { return managed_pages_.load(std::memory_order_relaxed); }
+  uint64_t cma_pages() const { return cma_pages_; }
+  bool zone_spans_pfn(Pfn pfn) const { return pfn >= start_pfn_ && pfn < zone_end_pfn(); }
+  bool populated() const { return present_pages_ != 0; }
+  // Grows the span to cover [start, start+nr) and adds nr present pages
+  // (boot and hot-add).
+  void grow_span(Pfn start, PageCount nr);
+  void add_managed_pages(int64_t nr) { managed_pages_.fetch_add(nr, std::memory_order_relaxed); }
+  void add_cma_pages(uint64_t nr) { cma_pages_ += nr; }
+
+  // ---- watermarks ----
+  uint64_t wmark(WmarkIndex w) const { return watermark_[w]; }
+  void set_wmark(WmarkIndex w, uint64_t v) { watermark_[w] = v; }
+  uint64_t lowmem_reserve(ZoneType t) const { return lowmem_reserve_[t]; }
+  void set_lowmem_reserve(ZoneType t, uint64_t v) { lowmem_reserve_[t] = v; }
+  uint64_t watermark_boost() const { return 0; }  // pinmm has no kswapd to decay a boost
+
+  // ---- counters ----
+  ZoneStats& stats() { return stats_; }
+  const ZoneStats& stats() const { return stats_; }
+  NumaEvents& numa_events() { return numa_events_; }
+  const NumaEvents& numa_events() const { return numa_events_; }
+
+  // ---- buddy allocator (page_alloc.cc) ----
+
+  // Takes a 2^order block of `mt` (falling back as the kernel does) if the
+  // zone is above the watermark `alloc_flags` name. Returns the first page,
+  // still marked free-ish (no refcount); prep is the caller's. Locks `lock`.
+  Page* rmqueue(Order order, MigrateType mt, uint32_t alloc_flags, ZoneType highest_zoneidx)
+      EXCLUDES(lock);
+  // Returns a 2^order block to the free lists, merging with free buddies.
+  // Blocks larger than a pageblock are freed per pageblock, each with its
+  // block's migratetype. Locks `lock`.
+  void free_one_page(Page* page, Pfn pfn, Order order, uint32_t fpi) EXCLUDES(lock);
+
+  // Copies of the free-area counts for /proc dumps, taken under the lock.
+  struct FreeCounts {
+    std::array<uint64_t, NR_PAGE_ORDERS> nr_free{};
+    std::array<std::array<uint64_t, NR_PAGE_ORDERS>, MIGRATE_TYPES> per_type{};
+    bool operator==(const FreeCounts&) const = default;
+  };
+  FreeCounts free_counts() const EXCLUDES(lock);
+
+  mutable SpinLock lock{LockRank::kZoneLock};
+
+  // ---- locked internals, for page_alloc.cc, page isolation and validation ----
+  FreeArea& free_area(unsigned order) REQUIRES(lock) { return free_area_[order]; }
+  const FreeArea& free_area(unsigned order) const REQUIRES(lock) { return free_area_[order]; }
+  uint64_t nr_isolate_pageblock() const REQUIRES(lock) { return nr_isolate_pageblock_; }
+
+ private:
+  // The buddy algorithm, all under `lock` (page_alloc.cc).
+  void account_freepages(int64_t nr_pages, MigrateType mt) REQUIRES(lock);
+  void add_to_free_list(Page* page, unsigned order, MigrateType mt, bool tail) REQUIRES(lock);
+  // Unlinks a free block without touching the free-page counters.
+  void __del_page_from_free_list(Page* page, unsigned order, MigrateType mt) REQUIRES(lock);
+  void del_page_from_free_list(Page* page, unsigned order, MigrateType mt) REQUIRES(lock);
+  void move_to_free_list(Page* page, unsigned order, MigrateType old_mt, MigrateType new_mt)
+      REQUIRES(lock);
+  Page* find_buddy_page(Page* page, Pfn pfn, unsigned order, Pfn* buddy_pfn) REQUIRES(lock);
+  bool buddy_merge_likely(Pfn pfn, Pfn buddy_pfn, Page* page, unsigned order) REQUIRES(lock);
+  void __free_one_page(Page* page, Pfn pfn, unsigned order, MigrateType mt, uint32_t fpi)
+      REQUIRES(lock);
+  void split_large_buddy(Page* page, Pfn pfn, unsigned order, uint32_t fpi) REQUIRES(lock);
+  uint64_t expand(Page* page, unsigned low, unsigned high, MigrateType mt) REQUIRES(lock);
+  void page_del_and_expand(Page* page, unsigned low, unsigned high, MigrateType mt) REQUIRES(lock);
+  Page* __rmqueue_smallest(unsigned order, MigrateType mt) REQUIRES(lock);
+  Page* __rmqueue_claim(unsigned order, MigrateType start_mt) REQUIRES(lock);
+  Page* __rmqueue_steal(unsigned order, MigrateType start_mt) REQUIRES(lock);
+  Page* __rmqueue(unsigned order, MigrateType mt, uint32_t alloc_flags) REQUIRES(lock);
+  Page* try_to_steal_block(Page* page, unsigned current_order, unsigned order,
+                           MigrateType start_type) REQUIRES(lock);
+  bool prep_move_freepages_block(Page* page, Pfn* start_pfn, uint64_t* num_free,
+                                 uint64_t* num_movable) REQUIRES(lock);
+  uint64_t __move_freepages_block(Pfn start_pfn, MigrateType old_mt, MigrateType new_mt)
+      REQUIRES(lock);
+  int find_suitable_fallback(unsigned order, MigrateType mt, bool* can_steal) REQUIRES(lock);
+  bool zone_watermark_ok(unsigned order, uint64_t mark, ZoneType highest_zoneidx,
+                         uint32_t alloc_flags) REQUIRES(lock);
+  Page* pfn_to_page(Pfn pfn) const { return mem_map_ + pfn.value(); }
+
+  MemorySystem& ms_;
+  Node& node_;
+  const ZoneType type_;
+  Page* const mem_map_;
+  Pfn start_pfn_{0};
+  uint64_t spanned_pages_ = 0;
+  uint64_t present_pages_ = 0;
+  std::atomic<uint64_t> managed_pages_{0};
+  uint64_t cma_pages_ = 0;
+  std::array<uint64_t, NR_WMARK> watermark_{};
+  std::array<uint64_t, MAX_NR_ZONES> lowmem_reserve_{};
+
+  std::array<FreeArea, NR_PAGE_ORDERS> free_area_ GUARDED_BY(lock);
+  uint64_t nr_isolate_pageblock_ GUARDED_BY(lock) = 0;
+
+  ZoneStats stats_;
+  NumaEvents numa_events_;
+};
+
+class Node {
+ public:
+  Node(MemorySystem& ms, int nid);
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  int nid() const { return nid_; }
+  Zone& zone(ZoneType t) { return *zones_[t]; }
+  const Zone& zone(ZoneType t) const { return *zones_[t]; }
+  Pfn node_start_pfn() const { return start_pfn_; }
+  uint64_t node_spanned_pages() const { return spanned_pages_; }
+  void set_span(Pfn start, uint64_t spanned) {
+    start_pfn_ = start;
+    spanned_pages_ = spanned;
+  }
+  uint64_t node_present_pages() const;
+
+  NodeStats& stats() { return stats_; }
+  const NodeStats& stats() const { return stats_; }
+
+  // Zones allocations from this node try, in order: this node's zones from
+  // the highest down, then the other nodes' (ZONELIST_FALLBACK); or this
+  // node's only (ZONELIST_NOFALLBACK, for __GFP_THISNODE).
+  const std::vector<Zone*>& zonelist(bool fallback) const {
+    return fallback ? zonelist_fallback_ : zonelist_nofallback_;
+  }
+  void set_zonelists(std::vector<Zone*> fallback, std::vector<Zone*> nofallback) {
+    zonelist_fallback_ = std::move(fallback);
+    zonelist_nofallback_ = std::move(nofallback);
+  }
+
+ private:
+  const int nid_;
+  Pfn start_pfn_{0};
+  uint64_t spanned_pages_ = 0;
+  std::array<std::unique_ptr<Zone>, MAX_NR_ZONES> zones_;
+  NodeStats stats_;
+  std::vector<Zone*> zonelist_fallback_;
+  std::vector<Zone*> zonelist_nofallback_;
+};
+
+}  // namespace pinmm

@@ -1,0 +1,76 @@
+// pinmm: the command line.
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "cli/demo.h"
+#include "cli/machine_options.h"
+#include "pinmm/report/proc.h"
+#include "pinmm_version.h"
+
+namespace {
+
+// Bad user input: say what is wrong, exit with status 2.
+int usage_error(const std::vector<std::string>& problems) {
+  for (const auto& p : problems) fmt::print(stderr, "pinmm: error: {}\n", p);
+  return 2;
+}
+
+int dump(const pinmm::MachineConfig& config, const std::string& what) {
+  auto ms = pinmm::MemorySystem::create(config);
+  if (!ms.ok()) {
+    fmt::print(stderr, "pinmm: cannot boot the machine: {}\n", ms.error().name());
+    return 1;
+  }
+  if (what == "buddyinfo") fmt::print("{}", pinmm::proc_buddyinfo(**ms));
+  if (what == "pagetypeinfo") fmt::print("{}", pinmm::proc_pagetypeinfo(**ms));
+  if (what == "zoneinfo") fmt::print("{}", pinmm::proc_zoneinfo(**ms));
+  if (what == "vmstat") fmt::print("{}", pinmm::proc_vmstat(**ms));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"pinmm: Linux page pinning and migration as a user-space engine"};
+  app.set_version_flag("--version", std::string("pinmm ") + PINMM_VERSION);
+  app.require_subcommand(1);
+
+  auto* dump_cmd = app.add_subcommand("dump", "Print a /proc file of a freshly booted machine");
+  std::string what;
+  dump_cmd->add_option("what", what, "buddyinfo, pagetypeinfo, zoneinfo or vmstat")
+      ->required()
+      ->check(CLI::IsMember({"buddyinfo", "pagetypeinfo", "zoneinfo", "vmstat"}));
+  pinmm::cli::MachineOptions dump_machine;
+  dump_machine.add_to(*dump_cmd);
+
+  auto* run_cmd = app.add_subcommand("run", "Run the main job (the built-in demo for now)");
+  pinmm::cli::MachineOptions run_machine;
+  run_machine.add_to(*run_cmd);
+  uint64_t seed = 1;
+  bool quiet = false;
+  run_cmd->add_option("--seed", seed, "Seed of the job's random choices")->capture_default_str();
+  run_cmd->add_flag("--quiet", quiet, "Print nothing; the exit status tells");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    app.exit(e);
+    return 2;
+  }
+
+  const pinmm::cli::MachineOptions& opts = dump_cmd->parsed() ? dump_machine : run_machine;
+  auto config = opts.to_config();
+  if (auto* problems = std::get_if<std::vector<std::string>>(&config)) return usage_error(*problems);
+  const auto& machine = std::get<pinmm::MachineConfig>(config);
+  if (dump_cmd->parsed()) return dump(machine, what);
+  return pinmm::cli::run_foundation_demo(machine, seed, quiet);
+}

@@ -1,0 +1,130 @@
+#include "pinmm/phys/hugetlb.h"
+
+#include <fmt/format.h>
+
+#include "pinmm/base/task.h"
+#include "pinmm/phys/memory_system.h"
+#include "pinmm/phys/page_alloc.h"
+
+namespace pinmm {
+namespace {
+
+Folio* folio_of(ListHead* lh) {
+  return reinterpret_cast<Folio*>(reinterpret_cast<char*>(lh) - offsetof(Page, lru));
+}
+
+}  // namespace
+
+HugetlbPools::HugetlbPools(MemorySystem& ms) : ms_(ms) {
+  const unsigned orders[2] = {HPAGE_PMD_ORDER, HPAGE_PUD_ORDER};
+  for (unsigned i = 0; i < hstates_.size(); ++i) {
+    Hstate& h = hstates_[i];
+    h.order = orders[i];
+    h.name = fmt::format("hugepages-{}kB", (uint64_t{1} << orders[i]) * (PAGE_SIZE >> 10));
+    h.free_lists.resize(static_cast<size_t>(ms.nr_nodes()));
+    for (ListHead& l : h.free_lists) init_list_head(&l);
+    h.nr_huge_pages_node.assign(static_cast<size_t>(ms.nr_nodes()), 0);
+    h.free_huge_pages_node.assign(static_cast<size_t>(ms.nr_nodes()), 0);
+  }
+}
+
+Hstate* HugetlbPools::hstate_for_order(unsigned order) {
+  for (Hstate& h : hstates_) {
+    if (h.order == order) return &h;
+  }
+  return nullptr;
+}
+
+void HugetlbPools::enqueue(Hstate& h, Folio* folio) {
+  const int nid = folio_nid(folio);
+  list_add_tail(&folio->page.lru, &h.free_lists[nid]);
+  ++h.free_huge_pages;
+  ++h.free_huge_pages_node[nid];
+}
+
+uint64_t HugetlbPools::alloc_pool_pages(unsigned index, int nid, uint64_t count) {
+  Hstate& h = hstates_[index];
+  MM_BUG_ON(h.order > MAX_PAGE_ORDER);  // gigantic pages come from boot memory
+  uint64_t got = 0;
+  for (; got < count; ++got) {
+    Folio* folio = folio_alloc(ms_, GFP_HIGHUSER | __GFP_COMP | __GFP_THISNODE | __GFP_NOWARN | __GFP_RETRY_MAYFAIL,
+                               Order(h.order), nid);
+    if (folio == nullptr) {
+      ms_.events().inc(HTLB_BUDDY_PGALLOC_FAIL);
+      break;
+    }
+    ms_.events().inc(HTLB_BUDDY_PGALLOC);
+    MM_BUG_ON(!folio_ref_freeze(folio, 1), folio);
+    folio->page.set_type(PageType::kHugetlb);
+    MutexGuard g(hugetlb_lock);
+    ++h.nr_huge_pages;
+    ++h.nr_huge_pages_node[folio_nid(folio)];
+    enqueue(h, folio);
+  }
+  return got;
+}
+
+void HugetlbPools::add_bootmem_folio(unsigned index, Page* head) {
+  Hstate& h = hstates_[index];
+  const uint64_t nr = h.nr_pages_per_huge_page();
+  for (uint64_t i = 0; i < nr; ++i) {
+    head[i].__clear(PG_reserved);
+    folio_set_count(reinterpret_cast<Folio*>(head + i), 0);
+  }
+  prep_compound_page(head, h.order);
+  head->set_type(PageType::kHugetlb);
+  Folio* folio = reinterpret_cast<Folio*>(head);
+  MutexGuard g(hugetlb_lock);
+  ++h.nr_huge_pages;
+  ++h.nr_huge_pages_node[folio_nid(folio)];
+  enqueue(h, folio);
+}
+
+Folio* HugetlbPools::dequeue(Hstate& h, int nid) {
+  // In a memalloc_pin scope, only folios that may be pinned long-term.
+  const bool pin_scope = current().flags() & PF_MEMALLOC_PIN;
+  MutexGuard g(hugetlb_lock);
+  const int nr_nodes = ms_.nr_nodes();
+  const int first = nid == NUMA_NO_NODE ? 0 : nid;
+  for (int k = 0; k < nr_nodes; ++k) {
+    const int n = (first + k) % nr_nodes;
+    ListHead* head = &h.free_lists[n];
+    for (ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
+      Folio* folio = folio_of(pos);
+      if (pin_scope && !folio_is_longterm_pinnable(folio)) continue;
+      if (folio_test_hwpoison(folio)) continue;
+      list_del_init(&folio->page.lru);
+      --h.free_huge_pages;
+      --h.free_huge_pages_node[n];
+      folio_ref_unfreeze(folio, 1);
+      return folio;
+    }
+  }
+  return nullptr;
+}
+
+void HugetlbPools::free_huge_folio(Folio* folio) {
+  MM_BUG_ON(folio_ref_count(folio) != 0 || folio_entire_mapcount(folio) != 0 || folio_pincount(folio) != 0,
+            folio);
+  Hstate* h = hstate_for_order(folio_order(folio));
+  MM_BUG_ON(h == nullptr, folio);
+  folio->page.clear(PG_anon_exclusive);
+  folio->page.clear(PG_dirty);
+  folio->page.set_mapping(0);
+  MutexGuard g(hugetlb_lock);
+  enqueue(*h, folio);
+}
+
+HstateCounts HugetlbPools::counts(unsigned index) const {
+  MutexGuard g(hugetlb_lock);
+  const Hstate& h = hstates_[index];
+  return {h.nr_huge_pages, h.free_huge_pages, h.resv_huge_pages};
+}
+
+HstateCounts HugetlbPools::counts_node(unsigned index, int nid) const {
+  MutexGuard g(hugetlb_lock);
+  const Hstate& h = hstates_[index];
+  return {h.nr_huge_pages_node[nid], h.free_huge_pages_node[nid], 0};
+}
+
+}  // namespace pinmm

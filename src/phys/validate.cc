@@ -1,0 +1,236 @@
+// MemorySystem::validate(): the invariants of the physical layer.
+#include <vector>
+
+#include "pinmm/phys/hugetlb.h"
+#include "pinmm/phys/memory_system.h"
+#include "pinmm/phys/pageblock.h"
+
+namespace pinmm {
+namespace {
+
+Page* page_of(const ListHead* lh) {
+  return reinterpret_cast<Page*>(reinterpret_cast<char*>(const_cast<ListHead*>(lh)) - offsetof(Page, lru));
+}
+
+enum class PfnState : uint8_t { kUnknown, kFree, kReserved, kAllocated, kHugetlbFree };
+
+bool in_cma_reservation(const MemorySystem& ms, Pfn pfn) {
+  for (const CmaReservation& c : ms.cma_reservations()) {
+    if (pfn >= c.base_pfn && pfn < c.base_pfn + c.count) return true;
+  }
+  return false;
+}
+
+// Free lists: each entry a PageBuddy block of the list's order, aligned, in
+// the zone, on the list of its pageblocks' type, not overlapping another.
+// Fills `state` with kFree for covered PFNs; returns free pages by kind.
+struct FreeTotals {
+  int64_t counted = 0;  // pages on non-isolate lists
+  int64_t cma = 0;
+};
+
+FreeTotals check_free_lists(const MemorySystem& ms, const Zone& z, std::vector<PfnState>& state,
+                            ValidationReport& r) REQUIRES(z.lock) {
+  FreeTotals totals;
+  const Pfn zstart = z.zone_start_pfn();
+  for (unsigned order = 0; order < NR_PAGE_ORDERS; ++order) {
+    const FreeArea& area = z.free_area(order);
+    uint64_t blocks = 0;
+    for (unsigned mt = 0; mt < MIGRATE_TYPES; ++mt) {
+      uint64_t blocks_of_type = 0;
+      const ListHead* head = &area.free_list[mt];
+      for (const ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
+        const Page* page = page_of(pos);
+        const Pfn pfn = ms.page_to_pfn(page);
+        ++blocks_of_type;
+        if (!PageBuddy(page) || page->private_data() != order) {
+          r.fail("{} zone node {}: pfn {:#x} on order-{} {} list is not a free block of that order",
+                 z.name(), z.nid(), pfn.value(), order, migratetype_name(static_cast<MigrateType>(mt)));
+          continue;
+        }
+        if (!pfn.is_aligned(Order(order)) || !z.zone_spans_pfn(pfn) ||
+            !z.zone_spans_pfn(pfn + Order(order).nr_pages() - PageCount(1)) || page->zone() != &z) {
+          r.fail("{} zone node {}: free block pfn {:#x} order {} is misaligned or outside the zone", z.name(),
+                 z.nid(), pfn.value(), order);
+          continue;
+        }
+        for (Pfn b = pageblock_start_pfn(pfn); b < pfn + Order(order).nr_pages(); b += PageCount(pageblock_nr_pages)) {
+          if (ms.pageblock_flags().get(b) != mt) {
+            r.fail("free block pfn {:#x} order {} sits on the {} list but pageblock {:#x} is {}", pfn.value(), order,
+                   migratetype_name(static_cast<MigrateType>(mt)), b.value(),
+                   migratetype_name(ms.pageblock_flags().get(b)));
+          }
+        }
+        for (uint64_t i = 0; i < (uint64_t{1} << order); ++i) {
+          PfnState& s = state[(pfn - zstart).value() + i];
+          if (s == PfnState::kFree) {
+            r.fail("pfn {:#x} is covered by two free blocks", pfn.value() + i);
+          }
+          s = PfnState::kFree;
+        }
+        if (mt != MIGRATE_ISOLATE) totals.counted += int64_t{1} << order;
+        if (mt == MIGRATE_CMA) totals.cma += int64_t{1} << order;
+      }
+      if (blocks_of_type != area.nr_free_type[mt]) {
+        r.fail("{} zone node {}: order {} {} list has {} blocks, counted {}", z.name(), z.nid(), order,
+               migratetype_name(static_cast<MigrateType>(mt)), blocks_of_type, area.nr_free_type[mt]);
+      }
+      blocks += blocks_of_type;
+    }
+    if (blocks != area.nr_free) {
+      r.fail("{} zone node {}: order {} has {} free blocks, nr_free says {}", z.name(), z.nid(), order, blocks,
+             area.nr_free);
+    }
+  }
+  return totals;
+}
+
+// Buddies that could merge must have merged.
+void check_merged(const MemorySystem& ms, const Zone& z, ValidationReport& r) REQUIRES(z.lock) {
+  for (unsigned order = 0; order < MAX_PAGE_ORDER; ++order) {
+    const FreeArea& area = z.free_area(order);
+    for (unsigned mt = 0; mt < MIGRATE_TYPES; ++mt) {
+      const ListHead* head = &area.free_list[mt];
+      for (const ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
+        const Page* page = page_of(pos);
+        const Pfn pfn = ms.page_to_pfn(page);
+        const Pfn buddy_pfn(pfn.value() ^ (uint64_t{1} << order));
+        if (!z.zone_spans_pfn(buddy_pfn)) continue;
+        const Page* buddy = ms.pfn_to_page(buddy_pfn);
+        if (!PageBuddy(buddy) || buddy->private_data() != order) continue;
+        const MigrateType bmt = ms.pageblock_flags().get(buddy_pfn);
+        const bool may_merge = order < pageblock_order || bmt == mt ||
+                               (migratetype_is_mergeable(static_cast<MigrateType>(mt)) && migratetype_is_mergeable(bmt));
+        if (may_merge && pfn < buddy_pfn) {
+          r.fail("free buddies pfn {:#x} and {:#x} of order {} did not merge", pfn.value(), buddy_pfn.value(), order);
+        }
+      }
+    }
+  }
+}
+
+// Every PFN of the zone is in exactly one state.
+void check_pfn_states(const MemorySystem& ms, const Zone& z, std::vector<PfnState>& state,
+                      uint64_t* reserved, ValidationReport& r) {
+  const Pfn zstart = z.zone_start_pfn();
+  for (Pfn pfn = zstart; pfn < z.zone_end_pfn(); ++pfn) {
+    PfnState& s = state[(pfn - zstart).value()];
+    const Page* page = ms.pfn_to_page(pfn);
+    if (page->zone() != &z) {
+      r.fail("pfn {:#x} lies in the {} zone of node {} but its page says otherwise", pfn.value(), z.name(), z.nid());
+    }
+    if (s == PfnState::kFree) {
+      if (page->refcount() != 0 || PageReserved(page) || page->mapcount() != 0) {
+        r.fail("free pfn {:#x} has refcount {} mapcount {}{}", pfn.value(), page->refcount(), page->mapcount(),
+               PageReserved(page) ? " and is reserved" : "");
+      }
+      continue;
+    }
+    if (PageReserved(page)) {
+      s = PfnState::kReserved;
+      ++*reserved;
+      continue;
+    }
+    if (page->is_tail()) {
+      const Page* head = page->compound_head();
+      const Pfn hpfn = ms.page_to_pfn(head);
+      const Folio* folio = page_folio(head);
+      if (!folio_test_large(folio) || hpfn >= pfn || hpfn + PageCount(folio_nr_pages(folio)) <= pfn) {
+        r.fail("tail pfn {:#x} points at head {:#x}, which does not cover it", pfn.value(), hpfn.value());
+      }
+      s = state[(hpfn - zstart).value()];  // a tail shares its head's state
+      continue;
+    }
+    const Folio* folio = page_folio(page);
+    if (folio_test_hugetlb(folio) && folio_ref_count(folio) == 0) {
+      s = PfnState::kHugetlbFree;
+    } else if (page->refcount() > 0) {
+      s = PfnState::kAllocated;
+    } else {
+      r.fail("pfn {:#x} is neither free, reserved nor in use (refcount {}): leaked", pfn.value(), page->refcount());
+    }
+  }
+}
+
+void check_pageblocks(const MemorySystem& ms, const Zone& z, uint64_t nr_isolated, ValidationReport& r) {
+  uint64_t isolated = 0;
+  for (Pfn pfn = z.zone_start_pfn(); pfn < z.zone_end_pfn(); pfn += PageCount(pageblock_nr_pages)) {
+    const MigrateType mt = ms.pageblock_flags().get(pfn);
+    const bool cma_range = in_cma_reservation(ms, pfn);
+    if (mt == MIGRATE_ISOLATE) ++isolated;
+    if (mt >= MIGRATE_TYPES || mt == MIGRATE_HIGHATOMIC) {
+      r.fail("pageblock {:#x} has type {}", pfn.value(), static_cast<int>(mt));
+    } else if (cma_range && mt != MIGRATE_CMA && mt != MIGRATE_ISOLATE) {
+      r.fail("pageblock {:#x} lies in a CMA area but is {}", pfn.value(), migratetype_name(mt));
+    } else if (!cma_range && mt == MIGRATE_CMA) {
+      r.fail("pageblock {:#x} is CMA outside every CMA area", pfn.value());
+    }
+  }
+  if (isolated != nr_isolated) {
+    r.fail("{} zone node {}: {} isolated pageblocks, nr_isolate_pageblock says {}", z.name(), z.nid(), isolated,
+           nr_isolated);
+  }
+}
+
+void check_hugetlb_pools(const MemorySystem& ms, ValidationReport& r) {
+  auto& pools = const_cast<MemorySystem&>(ms).hugetlb();
+  MutexGuard g(pools.hugetlb_lock);
+  for (unsigned i = 0; i < 2; ++i) {
+    Hstate& h = pools.hstate(i);
+    uint64_t total_free = 0;
+    for (int n = 0; n < ms.nr_nodes(); ++n) {
+      uint64_t free = 0;
+      const ListHead* head = &h.free_lists[n];
+      for (const ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
+        const Folio* f = reinterpret_cast<const Folio*>(page_of(pos));
+        ++free;
+        if (!folio_test_hugetlb(f) || folio_ref_count(f) != 0 || folio_order(f) != h.order || folio_nid(f) != n) {
+          r.fail("{} pool of node {} holds pfn {:#x}, which is not a free folio of that size and node", h.name, n,
+                 folio_pfn(f).value());
+        }
+      }
+      if (free != h.free_huge_pages_node[n]) {
+        r.fail("{} node {}: {} free folios listed, {} counted", h.name, n, free, h.free_huge_pages_node[n]);
+      }
+      total_free += free;
+    }
+    if (total_free != h.free_huge_pages || h.free_huge_pages > h.nr_huge_pages) {
+      r.fail("{}: free {} of {} does not add up", h.name, h.free_huge_pages, h.nr_huge_pages);
+    }
+  }
+}
+
+}  // namespace
+
+ValidationReport MemorySystem::validate() const {
+  ValidationReport r;
+  for (int nid = 0; nid < nr_nodes(); ++nid) {
+    for (ZoneType t : {ZONE_NORMAL, ZONE_MOVABLE}) {
+      const Zone& z = zone(nid, t);
+      if (!z.populated()) continue;
+      std::vector<PfnState> state(z.spanned_pages(), PfnState::kUnknown);
+      uint64_t reserved = 0;
+      SpinGuard g(z.lock);
+      const FreeTotals totals = check_free_lists(*this, z, state, r);
+      check_merged(*this, z, r);
+      check_pfn_states(*this, z, state, &reserved, r);
+      check_pageblocks(*this, z, z.nr_isolate_pageblock(), r);
+      if (totals.counted != z.stats().get(NR_FREE_PAGES)) {
+        r.fail("{} zone node {}: {} pages on free lists, nr_free_pages says {}", z.name(), nid, totals.counted,
+               z.stats().get(NR_FREE_PAGES));
+      }
+      if (totals.cma != z.stats().get(NR_FREE_CMA_PAGES)) {
+        r.fail("{} zone node {}: {} pages on CMA free lists, nr_free_cma says {}", z.name(), nid, totals.cma,
+               z.stats().get(NR_FREE_CMA_PAGES));
+      }
+      if (z.managed_pages() + reserved != z.present_pages()) {
+        r.fail("{} zone node {}: managed {} + reserved {} != present {}", z.name(), nid, z.managed_pages(), reserved,
+               z.present_pages());
+      }
+    }
+  }
+  check_hugetlb_pools(*this, r);
+  return r;
+}
+
+}  // namespace pinmm
