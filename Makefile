@@ -4,10 +4,6 @@
 #   make bench  release build, then the Google Benchmark programs
 
 JOBS ?= $(shell nproc)
-TSAN_OPTIONS ?= halt_on_error=1 second_deadlock_stack=1
-export TSAN_OPTIONS
-UBSAN_OPTIONS ?= print_stacktrace=1 halt_on_error=1
-export UBSAN_OPTIONS
 
 .PHONY: deps build run test test-asan test-tsan bench format clean
 

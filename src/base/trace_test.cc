@@ -10,10 +10,10 @@ namespace {
 
 TEST(Tracer, DisabledEventsRecordNothing) {
   Tracer t;
-  t.emit(TraceEvent::mm_page_alloc, "page={}", 1);
+  PINMM_TRACE(t, mm_page_alloc, "page={}", 1);
   EXPECT_TRUE(t.records().empty());
   t.enable(TraceEvent::mm_page_free);
-  t.emit(TraceEvent::mm_page_alloc, "page={}", 1);
+  PINMM_TRACE(t, mm_page_alloc, "page={}", 1);
   EXPECT_TRUE(t.records().empty());
 }
 
@@ -23,7 +23,7 @@ TEST(Tracer, FtraceTextLayout) {
   CurrentTask scope(task);
   task.set_cpu(1, 0);
   t.enable(TraceEvent::mm_page_free);
-  t.emit(TraceEvent::mm_page_free, "page={:#x} pfn={:#x} order={}", 0xffffea0000001000, 0x40, 0);
+  PINMM_TRACE(t, mm_page_free, "page={:#x} pfn={:#x} order={}", 0xffffea0000001000, 0x40, 0);
   const auto recs = t.records();
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_EQ(recs[0].pid, 4242);
@@ -45,7 +45,7 @@ TEST(Tracer, FtraceTextLayout) {
 TEST(Tracer, BoundedBufferDropsOldestButCountsWritten) {
   Tracer t(3, 1);
   t.enable_all();
-  for (int i = 0; i < 5; ++i) t.emit(TraceEvent::mm_page_alloc, "n={}", i);
+  for (int i = 0; i < 5; ++i) PINMM_TRACE(t, mm_page_alloc, "n={}", i);
   const auto recs = t.records();
   ASSERT_EQ(recs.size(), 3u);
   EXPECT_EQ(recs.front().text, "n=2");

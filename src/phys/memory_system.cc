@@ -348,6 +348,12 @@ std::string MemorySystem::owner_name(uint32_t id) const {
   return id < owners_.size() ? owners_[id] : std::string();
 }
 
+uint64_t MemorySystem::metadata_bytes() const {
+  return nr_pfns_ * sizeof(Page) + pageblock_flags_.bytes() +
+         static_cast<uint64_t>(nodes_.size()) * (sizeof(Node) + MAX_NR_ZONES * sizeof(Zone)) +
+         blocks_.capacity() * sizeof(MemoryBlock) + sizeof(MemorySystem);
+}
+
 VmStat MemorySystem::vmstat() const {
   VmStat s;
   for (const auto& node : nodes_) {

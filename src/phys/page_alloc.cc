@@ -188,7 +188,7 @@ Page* Zone::__rmqueue_smallest(unsigned order, MigrateType mt) {
     Page* page = first_free_page(free_area_[current_order], mt);
     if (page == nullptr) continue;
     page_del_and_expand(page, order, current_order, mt);
-    ms_.tracer().emit(TraceEvent::mm_page_alloc_zone_locked,
+    PINMM_TRACE(ms_.tracer(), mm_page_alloc_zone_locked,
                       "page={:016x} pfn={:#x} order={} migratetype={} percpu_refill=0",
                       page_vmemmap_address(page), page_to_pfn(page).value(), order, static_cast<int>(mt));
     return page;
@@ -303,7 +303,7 @@ Page* Zone::__rmqueue_claim(unsigned order, MigrateType start_mt) {
     Page* page = first_free_page(free_area_[current_order], fmt);
     page = try_to_steal_block(page, current_order, order, start_mt);
     if (page != nullptr) {
-      ms_.tracer().emit(TraceEvent::mm_page_alloc_extfrag,
+      PINMM_TRACE(ms_.tracer(), mm_page_alloc_extfrag,
                         "page={:016x} pfn={:#x} alloc_order={} fallback_order={} pageblock_order={} "
                         "alloc_migratetype={} fallback_migratetype={} fragmenting={} change_ownership={}",
                         page_vmemmap_address(page), page_to_pfn(page).value(), order, current_order,
@@ -324,7 +324,7 @@ Page* Zone::__rmqueue_steal(unsigned order, MigrateType start_mt) {
     const auto fmt = static_cast<MigrateType>(fallback_mt);
     Page* page = first_free_page(free_area_[current_order], fmt);
     page_del_and_expand(page, order, current_order, fmt);
-    ms_.tracer().emit(TraceEvent::mm_page_alloc_extfrag,
+    PINMM_TRACE(ms_.tracer(), mm_page_alloc_extfrag,
                       "page={:016x} pfn={:#x} alloc_order={} fallback_order={} pageblock_order={} "
                       "alloc_migratetype={} fallback_migratetype={} fragmenting={} change_ownership={}",
                       page_vmemmap_address(page), page_to_pfn(page).value(), order, current_order,
@@ -499,12 +499,12 @@ Page* alloc_pages_node(MemorySystem& ms, int nid, Gfp gfp, Order order) {
     if (page == nullptr) page = get_page_from_freelist(ms, nid, gfp, order.value(), slowpath_alloc_flags(gfp));
   }
   if (page == nullptr) {
-    ms.tracer().emit(TraceEvent::mm_page_alloc, "page=0000000000000000 pfn=0x0 order={} migratetype={} gfp_flags={}",
+    PINMM_TRACE(ms.tracer(), mm_page_alloc, "page=0000000000000000 pfn=0x0 order={} migratetype={} gfp_flags={}",
                      order.value(), static_cast<int>(mt), gfp_to_string(gfp));
     return nullptr;
   }
   prep_new_page(ms, page, order.value(), gfp);
-  ms.tracer().emit(TraceEvent::mm_page_alloc, "page={:016x} pfn={:#x} order={} migratetype={} gfp_flags={}",
+  PINMM_TRACE(ms.tracer(), mm_page_alloc, "page={:016x} pfn={:#x} order={} migratetype={} gfp_flags={}",
                    page_vmemmap_address(page), page_to_pfn(page).value(), order.value(),
                    static_cast<int>(mt), gfp_to_string(gfp));
   return page;
@@ -531,31 +531,30 @@ void free_pages_prepare(MemorySystem& ms, Page* page, unsigned order) {
   const uint64_t nr = uint64_t{1} << order;
   MM_BUG_ON(PageBuddy(page), page);  // double free
   if (order > 0) {
-    Folio* folio = reinterpret_cast<Folio*>(page);
+    const Folio* folio = reinterpret_cast<const Folio*>(page);
     MM_BUG_ON(folio_entire_mapcount(folio) != 0 || folio_large_mapcount(folio) != 0 ||
                   folio_nr_pages_mapped(folio) != 0 || folio_pincount(folio) != 0,
               folio);
-    for (uint64_t i = 1; i < nr; ++i) {
-      Page* p = page + i;
-      MM_BUG_ON(p->compound_head() != page, p);
-      MM_BUG_ON(p->mapcount() != 0, p);
-      page_detail::ref(p->compound_head_).store(0, std::memory_order_relaxed);
-      page_detail::ref(p->large_mapcount_).store(0, std::memory_order_relaxed);
-      p->set_mapping(0);
-      p->store_flags(p->flags() & ~(kPageFlagsMask | page_detail::kOrderMask));
-    }
   }
   for (uint64_t i = 0; i < nr; ++i) {
     Page* p = page + i;
+    if (i > 0) {
+      MM_BUG_ON(p->compound_head() != page, p);
+      page_detail::ref(p->compound_head_).store(0, std::memory_order_relaxed);
+      page_detail::ref(p->large_mapcount_).store(0, std::memory_order_relaxed);
+      if (i == 1) p->store_flags(p->flags() & ~page_detail::kOrderMask);  // the folio order
+    }
     MM_BUG_ON((p->flags() & kFlagsCheckAtFree) != 0 || p->mapcount() != 0 || p->refcount() != 0 ||
                   p->type() != PageType::kNone,
               p);
     // Anonymous and movable_ops mappings are cleared here; a page-cache
-    // page must have left its mapping before it is freed.
-    if (p->mapping() & PAGE_MAPPING_FLAGS) p->set_mapping(0);
-    MM_BUG_ON(p->mapping() != 0, p);
+    // page must have left its mapping before it is freed. (Tail pages: the
+    // word holds page[1]'s pin and mapped counts, checked above.)
+    if (i == 0 && (p->mapping() & PAGE_MAPPING_FLAGS)) p->set_mapping(0);
+    MM_BUG_ON(i == 0 && p->mapping() != 0, p);
+    if (i > 0) p->set_mapping(0);
     p->set_private_data(0);
-    p->store_flags(p->flags() & ~kPageFlagsMask & ~page_detail::kOrderMask);
+    p->store_flags(p->flags() & ~kPageFlagsMask);
   }
   if constexpr (kPinmmDebug) {
     ms.frames().poison(page_to_pfn(page), PageCount(nr));
@@ -569,7 +568,7 @@ void free_frozen_pages(Page* page, Order order) {
   MemorySystem& ms = page_memory_system(page);
   free_pages_prepare(ms, page, order.value());
   const Pfn pfn = page_to_pfn(page);
-  ms.tracer().emit(TraceEvent::mm_page_free, "page={:016x} pfn={:#x} order={}", page_vmemmap_address(page),
+  PINMM_TRACE(ms.tracer(), mm_page_free, "page={:016x} pfn={:#x} order={}", page_vmemmap_address(page),
                    pfn.value(), order.value());
   page_zone(page)->free_one_page(page, pfn, order, FPI_NONE);
 }

@@ -59,10 +59,10 @@ class Tracer {
     return mask_.load(std::memory_order_relaxed) & (uint64_t{1} << static_cast<unsigned>(e));
   }
 
-  // Formats and records an event if it is enabled.
+  // Formats and records an event. Callers check enabled() first (use
+  // PINMM_TRACE), so that the arguments cost nothing while it is off.
   template <typename... Args>
   void emit(TraceEvent e, fmt::format_string<Args...> format, Args&&... args) {
-    if (!enabled(e)) return;
     record(e, fmt::format(format, std::forward<Args>(args)...));
   }
 
@@ -84,3 +84,13 @@ class Tracer {
 };
 
 }  // namespace pinmm
+
+// PINMM_TRACE(tracer, event, "format", args...): records `event` if it is
+// enabled; neither the format nor the arguments are evaluated otherwise.
+#define PINMM_TRACE(tracer, event, ...)                                     \
+  do {                                                                      \
+    ::pinmm::Tracer& pinmm_tracer_ = (tracer);                              \
+    if (pinmm_tracer_.enabled(::pinmm::TraceEvent::event)) {                \
+      pinmm_tracer_.emit(::pinmm::TraceEvent::event, __VA_ARGS__);          \
+    }                                                                       \
+  } while (0)

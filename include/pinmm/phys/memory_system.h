@@ -117,6 +117,10 @@ class MemorySystem {
   uint32_t intern_owner(std::string_view owner) EXCLUDES(owners_lock_);
   std::string owner_name(uint32_t id) const EXCLUDES(owners_lock_);
 
+  // Host bytes of bookkeeping for the simulated memory: page descriptors,
+  // pageblock bitmap, nodes, zones and memory blocks (not frame contents).
+  uint64_t metadata_bytes() const;
+
   // A snapshot of every counter, summed over zones and nodes (/proc/vmstat).
   VmStat vmstat() const;
   // Checks the invariants of the physical layer: every PFN is in exactly one

@@ -155,14 +155,16 @@ struct alignas(16) Page {
     return static_cast<PageType>((flags() & page_detail::kTypeMask) >> page_detail::kTypeShift);
   }
   // Type changes happen under the lock of whoever owns the page (zone lock
-  // for buddy pages) but are atomic RMWs so concurrent flag updates survive.
+  // for buddy pages); a page moves between "no type" and one type, so a
+  // single atomic OR or AND does it and concurrent flag updates survive.
   void set_type(PageType t) {
     auto f = page_detail::ref(flags_);
-    uint64_t old = f.load(std::memory_order_relaxed);
-    while (!f.compare_exchange_weak(
-        old, (old & ~page_detail::kTypeMask) | (uint64_t{static_cast<uint8_t>(t)} << page_detail::kTypeShift),
-        std::memory_order_relaxed)) {
+    if (t == PageType::kNone) {
+      f.fetch_and(~page_detail::kTypeMask, std::memory_order_relaxed);
+      return;
     }
+    MM_DCHECK(type() == PageType::kNone, this);
+    f.fetch_or(uint64_t{static_cast<uint8_t>(t)} << page_detail::kTypeShift, std::memory_order_relaxed);
   }
 
   // ---- compound pages ----

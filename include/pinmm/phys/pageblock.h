@@ -27,6 +27,7 @@ class PageblockFlags {
 
   MigrateType get(Pfn pfn) const;
   void set(Pfn pfn, MigrateType mt);
+  uint64_t bytes() const { return (nr_blocks_ + kBlocksPerWord - 1) / kBlocksPerWord * sizeof(uint64_t); }
 
  private:
   static constexpr unsigned kBitsPerBlock = 4;

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# The pinmm command line: outputs, exit codes and error messages.
+# Usage: cli_test.sh PATH_TO_PINMM
+set -u
+pinmm=$1
+failures=0
+
+# expect NAME RC PATTERN -- ARGS...: runs pinmm ARGS, checks the exit status
+# and that stdout+stderr match the extended regex PATTERN.
+expect() {
+  local name=$1 want_rc=$2 pattern=$3
+  shift 4
+  local out rc
+  out=$("$pinmm" "$@" 2>&1)
+  rc=$?
+  if [[ $rc -ne $want_rc ]]; then
+    echo "FAIL $name: exit status $rc, expected $want_rc"; echo "$out" | head -20; failures=$((failures + 1)); return
+  fi
+  if ! grep -Eq -- "$pattern" <<<"$out"; then
+    echo "FAIL $name: output does not match /$pattern/"; echo "$out" | head -20; failures=$((failures + 1)); return
+  fi
+  echo "ok   $name"
+}
+
+expect version 0 '^pinmm [0-9]+\.[0-9]+\.[0-9]+$' -- --version
+# The Foundation machine: 4GiB, 2GiB movable, 256MiB CMA. Normal has
+# 507904 free pages (496 order-10 blocks), Movable 524288 (512 blocks).
+expect buddyinfo 0 '^Node 0, zone   Normal( +0){10} +496 $' -- dump buddyinfo
+expect buddyinfo-movable 0 '^Node 0, zone  Movable( +0){10} +512 $' -- dump buddyinfo
+expect zoneinfo-watermarks 0 'min      5632' -- dump zoneinfo
+expect zoneinfo-protection 0 'protection: \(0, 16384, 16384\)' -- dump zoneinfo
+expect pagetypeinfo-cma-blocks 0 '^Node 0, zone   Normal +0 +896 +0 +0 +128 +0 $' -- dump pagetypeinfo
+expect pagetypeinfo-two-nodes 0 'Node    1, zone  Movable, type      Movable' -- dump pagetypeinfo --nodes 2 --cma none
+expect vmstat 0 '^nr_free_cma 0$' -- dump vmstat --memory 1GiB --movable 0 --cma none
+expect hugepages 0 '^htlb_buddy_alloc_success 4$' -- dump vmstat --memory 1GiB --movable 0 --cma none --hugepages 2MiB:4
+expect run 0 'audit: mid-run ok; after freeing everything ok; all pages back: yes' \
+  -- run --memory 512MiB --movable 256MiB --cma 64MiB
+expect run-quiet 0 '^$' -- run --quiet --memory 512MiB --movable 256MiB --cma none
+
+# Bad input: a message and exit status 2.
+expect bad-size 2 "--memory: '4X' is not a size" -- dump buddyinfo --memory 4X
+expect bad-machine 2 'node 0 memory 100MiB is not a multiple of the memory block size 128MiB' \
+  -- dump buddyinfo --memory 100MiB --movable 0 --cma none
+expect bad-cma 2 'do not fit in node 0' -- dump buddyinfo --memory 1GiB --movable 512MiB --cma 1GiB
+expect bad-hugepages 2 'expected SIZE:COUNT' -- dump buddyinfo --hugepages 2MiB
+expect bad-dump 2 'not in \{buddyinfo,pagetypeinfo,zoneinfo,vmstat\}' -- dump meminfo
+expect unknown-option 2 'no-such-option' -- dump buddyinfo --no-such-option
+expect no-command 2 'A subcommand is required' --
+
+if [[ $failures -ne 0 ]]; then
+  echo "$failures CLI check(s) failed"
+  exit 1
+fi
