@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "pinmm/phys/hugetlb.h"
 #include "testing/machines.h"
 
@@ -60,6 +62,21 @@ TEST(MemorySystem, FourGigMachineLayoutMatchesLinuxFormulas) {
   EXPECT_EQ(ms->memory_blocks()[15].zone, ZONE_NORMAL);
   EXPECT_EQ(ms->memory_blocks()[16].zone, ZONE_MOVABLE);
   EXPECT_VALID(*ms);
+}
+
+// THP's recommended min_free_kbytes scales with the kernel zones: Linux 6.12
+// (oracle: tools/oracle/proc_formats.c, 4 GiB, movablecore=2G) reported
+// 45056 KiB with two populated kernel zones (DMA and DMA32):
+// (512*2*2 + 512*2*9) pages * 4. Two nodes give pinmm two kernel zones.
+TEST(MemorySystem, ThpMinFreeKbytesScalesWithKernelZones) {
+  auto ms = boot(MachineConfig::uniform(Bytes::GiB(8), 2, Bytes(0)));
+  EXPECT_EQ(ms->min_free_kbytes(), 45056u);
+  MachineConfig never = MachineConfig::uniform(Bytes::GiB(8), 2, Bytes(0));
+  never.thp = ThpMode::kNever;
+  // Without THP: sqrt(lowmem_kb * 16) over both nodes' managed kernel pages.
+  auto plain = boot(never);
+  const uint64_t lowmem_kb = (ms->zone(0, ZONE_NORMAL).managed_pages() + ms->zone(1, ZONE_NORMAL).managed_pages()) * 4;
+  EXPECT_EQ(plain->min_free_kbytes(), static_cast<uint64_t>(std::sqrt(static_cast<double>(lowmem_kb * 16))));
 }
 
 TEST(MemorySystem, MovablecoreSpreadsKernelMemoryEvenly) {

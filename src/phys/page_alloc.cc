@@ -254,6 +254,71 @@ uint64_t Zone::__move_freepages_block(Pfn start_pfn, MigrateType old_mt, Migrate
   return moved;
 }
 
+// The start of a free buddy that straddles start_pfn from below, or start_pfn.
+Pfn Zone::find_large_buddy(Pfn start_pfn) {
+  Pfn pfn = start_pfn;
+  unsigned order = 0;
+  while (!PageBuddy(pfn_to_page(pfn))) {
+    if (++order > MAX_PAGE_ORDER) return start_pfn;
+    pfn = pfn.align_down(Order(order));
+  }
+  if (pfn + Order(buddy_order(pfn_to_page(pfn))).nr_pages() > start_pfn) return pfn;
+  return start_pfn;
+}
+
+bool Zone::move_freepages_block_isolate(Page* page, MigrateType mt) {
+  Pfn start_pfn{0};
+  if (!prep_move_freepages_block(page, &start_pfn, nullptr, nullptr)) return false;
+  Page* start = pfn_to_page(start_pfn);
+  // A free buddy larger than a pageblock is split into pageblocks, each
+  // freed again with its own block's type: only this block changes.
+  const Pfn buddy_pfn = find_large_buddy(start_pfn);
+  Page* buddy = pfn_to_page(buddy_pfn);
+  if (PageBuddy(buddy) && (buddy_pfn != start_pfn || buddy_order(buddy) > pageblock_order)) {
+    const unsigned order = buddy_order(buddy);
+    del_page_from_free_list(buddy, order, get_pfnblock_migratetype(buddy, buddy_pfn));
+    set_pageblock_migratetype(start, mt);
+    split_large_buddy(buddy, buddy_pfn, order, FPI_NONE);
+    return true;
+  }
+  __move_freepages_block(start_pfn, get_pfnblock_migratetype(start, start_pfn), mt);
+  return true;
+}
+
+bool Zone::isolate_pageblock(Pfn pfn) {
+  SpinGuard g(lock);
+  Page* page = pfn_to_page(pageblock_start_pfn(pfn));
+  if (get_pageblock_migratetype(page) == MIGRATE_ISOLATE) return false;
+  if (!move_freepages_block_isolate(page, MIGRATE_ISOLATE)) return false;
+  ++nr_isolate_pageblock_;
+  return true;
+}
+
+void Zone::unisolate_pageblock(Pfn pfn, MigrateType mt) {
+  SpinGuard g(lock);
+  const Pfn start = pageblock_start_pfn(pfn);
+  Page* page = pfn_to_page(start);
+  MM_BUG_ON(get_pageblock_migratetype(page) != MIGRATE_ISOLATE, page);
+  --nr_isolate_pageblock_;
+  // A free block of at least a pageblock could not merge with its buddy
+  // while isolated; moving it between lists would not merge it either, so
+  // take it off and free it again (unset_migratetype_isolate).
+  if (PageBuddy(page)) {
+    const unsigned order = buddy_order(page);
+    Pfn buddy_pfn{0};
+    if (order >= pageblock_order && order < MAX_PAGE_ORDER) {
+      const Page* buddy = find_buddy_page(page, start, order, &buddy_pfn);
+      if (buddy != nullptr && get_pfnblock_migratetype(buddy, buddy_pfn) != MIGRATE_ISOLATE) {
+        del_page_from_free_list(page, order, MIGRATE_ISOLATE);
+        set_pageblock_migratetype(page, mt);
+        __free_one_page(page, start, order, mt, FPI_NONE);
+        return;
+      }
+    }
+  }
+  MM_BUG_ON(!move_freepages_block_isolate(page, mt), page);
+}
+
 // Falling back to another type: take the whole pageblock when the block is
 // large enough, or when at least half of it is free or already in use by
 // allocations like ours, so that fragmenting allocations stay together.

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <barrier>
 #include <cstring>
+#include <map>
 #include <random>
 #include <thread>
 #include <tuple>
@@ -13,6 +14,7 @@
 
 #include "pinmm/phys/kernel_pages.h"
 #include "pinmm/phys/page_alloc.h"
+#include "pinmm/phys/pageblock.h"
 #include "testing/machines.h"
 
 namespace pinmm {
@@ -55,9 +57,15 @@ std::vector<ZoneSnapshot> snapshot(const MemorySystem& ms) {
   return out;
 }
 
+void assert_valid(const MemorySystem& m) {
+  const auto r = m.validate();
+  if (!r.ok()) RC_FAIL(r.to_string());
+}
+
 // Any sequence of allocations and frees of random orders, migratetypes,
-// zones and nodes keeps validate() true, and freeing everything returns
-// every page: the free lists come back to their boot shape.
+// zones and nodes, mixed with isolating and un-isolating pageblocks, keeps
+// validate() true, and freeing everything returns every page: the free
+// lists come back to their boot shape.
 RC_GTEST_PROP(PageAllocProperty, RandomAllocFreeKeepsInvariantsAndReturnsEveryPage, ()) {
   auto ms = MemorySystem::create(property_machine());
   RC_ASSERT(ms.ok());
@@ -70,12 +78,30 @@ RC_GTEST_PROP(PageAllocProperty, RandomAllocFreeKeepsInvariantsAndReturnsEveryPa
     bool kernel;
   };
   std::vector<Held> held;
+  // Isolated pageblocks and the type each had before.
+  std::map<uint64_t, MigrateType> isolated;
+  auto toggle_isolation = [&m, &isolated](int pick) {
+    const Pfn pfn(static_cast<uint64_t>(pick) % m.max_pfn().value());
+    const Pfn block = pageblock_start_pfn(pfn);
+    Zone* z = page_zone(m.pfn_to_page(block));
+    if (auto it = isolated.find(block.value()); it != isolated.end()) {
+      z->unisolate_pageblock(block, it->second);
+      isolated.erase(it);
+    } else {
+      const MigrateType before = m.pageblock_flags().get(block);
+      RC_ASSERT(z->isolate_pageblock(block));
+      isolated[block.value()] = before;
+    }
+  };
   const auto ops = *rc::gen::container<std::vector<std::tuple<int, int, int, int>>>(
-      rc::gen::tuple(rc::gen::inRange(0, 4), rc::gen::inRange(0, 11), rc::gen::inRange(0, 6),
+      rc::gen::tuple(rc::gen::inRange(0, 5), rc::gen::inRange(0, 11), rc::gen::inRange(0, 6),
                      rc::gen::inRange(0, 1 << 16)));
   size_t step = 0;
   for (const auto& [kind, order, gfp_kind, pick] : ops) {
-    if (kind < 2 || held.empty()) {
+    RC_LOG() << "op " << kind << " order " << order << " gfp " << gfp_kind << " pick " << pick << "\n";
+    if (kind == 4) {
+      toggle_isolation(pick);
+    } else if (kind < 2 || held.empty()) {
       const int nid = pick & 1;
       if (kind == 1 && gfp_kind < 2) {
         Page* p = kmalloc_pages(m, Order(order), "prop", gfp_of_kind(gfp_kind), nid);
@@ -94,12 +120,10 @@ RC_GTEST_PROP(PageAllocProperty, RandomAllocFreeKeepsInvariantsAndReturnsEveryPa
       held[i] = held.back();
       held.pop_back();
     }
-    if (++step % 8 == 0) {
-      const auto r = m.validate();
-      RC_ASSERT(r.ok());
-    }
+    if (++step % 8 == 0) assert_valid(m);
   }
-  RC_ASSERT(m.validate().ok());
+  assert_valid(m);
+  for (const auto& [block, mt] : isolated) page_zone(m.pfn_to_page(Pfn(block)))->unisolate_pageblock(Pfn(block), mt);
   for (const Held& h : held) {
     if (h.kernel) {
       kfree_pages(h.page);
@@ -107,7 +131,7 @@ RC_GTEST_PROP(PageAllocProperty, RandomAllocFreeKeepsInvariantsAndReturnsEveryPa
       __free_pages(h.page, Order(h.order));
     }
   }
-  RC_ASSERT(m.validate().ok());
+  assert_valid(m);
   RC_ASSERT(snapshot(m) == boot_state);
 }
 

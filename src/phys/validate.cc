@@ -85,7 +85,9 @@ FreeTotals check_free_lists(const MemorySystem& ms, const Zone& z, std::vector<P
   return totals;
 }
 
-// Buddies that could merge must have merged.
+// Buddies that could merge must have merged. Pageblock-sized blocks on the
+// isolate lists are the exception: isolation moves free blocks between lists
+// without merging them, as Linux does, and they merge when un-isolated.
 void check_merged(const MemorySystem& ms, const Zone& z, ValidationReport& r) REQUIRES(z.lock) {
   for (unsigned order = 0; order < MAX_PAGE_ORDER; ++order) {
     const FreeArea& area = z.free_area(order);
@@ -99,8 +101,10 @@ void check_merged(const MemorySystem& ms, const Zone& z, ValidationReport& r) RE
         const Page* buddy = ms.pfn_to_page(buddy_pfn);
         if (!PageBuddy(buddy) || buddy->private_data() != order) continue;
         const MigrateType bmt = ms.pageblock_flags().get(buddy_pfn);
-        const bool may_merge = order < pageblock_order || bmt == mt ||
-                               (migratetype_is_mergeable(static_cast<MigrateType>(mt)) && migratetype_is_mergeable(bmt));
+        const bool may_merge =
+            order < pageblock_order ||
+            (bmt == mt && mt != MIGRATE_ISOLATE) ||
+            (migratetype_is_mergeable(static_cast<MigrateType>(mt)) && migratetype_is_mergeable(bmt));
         if (may_merge && pfn < buddy_pfn) {
           r.fail("free buddies pfn {:#x} and {:#x} of order {} did not merge", pfn.value(), buddy_pfn.value(), order);
         }

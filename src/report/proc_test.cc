@@ -50,6 +50,10 @@ TEST(Proc, PagetypeinfoLayout) {
   EXPECT_NE(text.find(expected_blocks), std::string::npos) << text;
 }
 
+// Layouts checked against Linux 6.12.117 (oracle: tools/oracle/proc_formats.c):
+// e.g. "  pages free     3712", "        protection: (0, 2990, 2990, 3897, 3897)",
+// "  vm stats threshold: 4", "  start_pfn:           1", and an unpopulated
+// zone ending right after its protection line.
 TEST(Proc, ZoneinfoLayout) {
   auto ms = boot(small_machine());
   const std::string text = proc_zoneinfo(*ms);

@@ -109,6 +109,17 @@ class Zone {
   // block's migratetype. Locks `lock`.
   void free_one_page(Page* page, Pfn pfn, Order order, uint32_t fpi) EXCLUDES(lock);
 
+  // Page isolation's free-list half (6.12 move_freepages_block_isolate plus
+  // the zone's isolated-block count): moves the free pages of the pageblock
+  // at `pfn` to the MIGRATE_ISOLATE lists, which no allocation takes from,
+  // splitting a free buddy that straddles the block, and marks the block
+  // isolated. False if the block is already isolated or straddles zones.
+  // Whether the block's in-use pages are movable is the caller's question
+  // (page isolation, hotplug/ and cma/).
+  bool isolate_pageblock(Pfn pfn) EXCLUDES(lock);
+  // Gives an isolated block back its type `mt`, moving its free pages along.
+  void unisolate_pageblock(Pfn pfn, MigrateType mt) EXCLUDES(lock);
+
   // Copies of the free-area counts for /proc dumps, taken under the lock.
   struct FreeCounts {
     std::array<uint64_t, NR_PAGE_ORDERS> nr_free{};
@@ -151,6 +162,8 @@ class Zone {
   uint64_t __move_freepages_block(Pfn start_pfn, MigrateType old_mt, MigrateType new_mt)
       REQUIRES(lock);
   int find_suitable_fallback(unsigned order, MigrateType mt, bool* can_steal) REQUIRES(lock);
+  Pfn find_large_buddy(Pfn start_pfn) REQUIRES(lock);
+  bool move_freepages_block_isolate(Page* page, MigrateType mt) REQUIRES(lock);
   bool zone_watermark_ok(unsigned order, uint64_t mark, ZoneType highest_zoneidx,
                          uint32_t alloc_flags) REQUIRES(lock);
   Page* pfn_to_page(Pfn pfn) const { return mem_map_ + pfn.value(); }
