@@ -33,10 +33,12 @@ BENCHMARK(BM_AllocFreePair)->Arg(0)->Arg(9);
 void BM_AllocFreePairFragmented(benchmark::State& state) {
   auto ms = machine(Bytes::MiB(256));
   std::vector<Page*> all;
-  while (Page* p = alloc_pages(*ms, GFP_HIGHUSER_MOVABLE, Order(0))) all.push_back(p);
+  while (Page* p = alloc_pages(*ms, GFP_HIGHUSER_MOVABLE, Order(0)))
+    all.push_back(p);
   std::mt19937 rng(1);
   std::shuffle(all.begin(), all.end(), rng);
-  for (size_t i = 0; i < all.size() / 2; ++i) free_page(all[i]);
+  for (size_t i = 0; i < all.size() / 2; ++i)
+    free_page(all[i]);
   const Order order(static_cast<unsigned>(state.range(0)));
   for (auto _ : state) {
     Page* p = alloc_pages(*ms, GFP_HIGHUSER_MOVABLE, order);
@@ -46,7 +48,8 @@ void BM_AllocFreePairFragmented(benchmark::State& state) {
     }
     __free_pages(p, order);
   }
-  for (size_t i = all.size() / 2; i < all.size(); ++i) free_page(all[i]);
+  for (size_t i = all.size() / 2; i < all.size(); ++i)
+    free_page(all[i]);
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_AllocFreePairFragmented)->Arg(0)->Arg(3);

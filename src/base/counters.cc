@@ -6,10 +6,18 @@ namespace pinmm {
 namespace {
 
 constexpr const char* kZoneNames[NR_VM_ZONE_STAT_ITEMS] = {
-    "nr_free_pages",         "nr_zone_inactive_anon", "nr_zone_active_anon",
-    "nr_zone_inactive_file", "nr_zone_active_file",   "nr_zone_unevictable",
-    "nr_zone_write_pending", "nr_mlock",              "nr_bounce",
-    "nr_zspages",            "nr_free_cma",           "nr_unaccepted",
+    "nr_free_pages",
+    "nr_zone_inactive_anon",
+    "nr_zone_active_anon",
+    "nr_zone_inactive_file",
+    "nr_zone_active_file",
+    "nr_zone_unevictable",
+    "nr_zone_write_pending",
+    "nr_mlock",
+    "nr_bounce",
+    "nr_zspages",
+    "nr_free_cma",
+    "nr_unaccepted",
 };
 
 constexpr const char* kNumaNames[NR_VM_NUMA_EVENT_ITEMS] = {
@@ -122,15 +130,20 @@ bool vmstat_item_print_in_thp(NodeStatItem item) {
 std::vector<std::pair<std::string_view, int64_t>> VmStat::lines(uint64_t thp_nr_pages) const {
   std::vector<std::pair<std::string_view, int64_t>> out;
   out.reserve(zone.size() + numa.size() + node.size() + vm.size() + events.size());
-  for (unsigned i = 0; i < NR_VM_ZONE_STAT_ITEMS; ++i) out.emplace_back(kZoneNames[i], zone[i]);
-  for (unsigned i = 0; i < NR_VM_NUMA_EVENT_ITEMS; ++i) out.emplace_back(kNumaNames[i], numa[i]);
+  for (unsigned i = 0; i < NR_VM_ZONE_STAT_ITEMS; ++i)
+    out.emplace_back(kZoneNames[i], zone[i]);
+  for (unsigned i = 0; i < NR_VM_NUMA_EVENT_ITEMS; ++i)
+    out.emplace_back(kNumaNames[i], numa[i]);
   for (unsigned i = 0; i < NR_VM_NODE_STAT_ITEMS; ++i) {
     int64_t v = node[i];
-    if (vmstat_item_print_in_thp(static_cast<NodeStatItem>(i))) v /= static_cast<int64_t>(thp_nr_pages);
+    if (vmstat_item_print_in_thp(static_cast<NodeStatItem>(i)))
+      v /= static_cast<int64_t>(thp_nr_pages);
     out.emplace_back(kNodeNames[i], v);
   }
-  for (unsigned i = 0; i < NR_VM_STAT_ITEMS; ++i) out.emplace_back(kVmNames[i], vm[i]);
-  for (unsigned i = 0; i < NR_VM_EVENT_ITEMS; ++i) out.emplace_back(kEventNames[i], events[i]);
+  for (unsigned i = 0; i < NR_VM_STAT_ITEMS; ++i)
+    out.emplace_back(kVmNames[i], vm[i]);
+  for (unsigned i = 0; i < NR_VM_EVENT_ITEMS; ++i)
+    out.emplace_back(kEventNames[i], events[i]);
   return out;
 }
 

@@ -30,7 +30,8 @@ TEST(Counters, SnapshotLinesAreUniqueAndInKernelOrder) {
   s.events[PGFREE] = 3;
   const auto lines = s.lines(512);
   std::set<std::string> names;
-  for (const auto& [n, v] : lines) names.insert(std::string(n));
+  for (const auto& [n, v] : lines)
+    names.insert(std::string(n));
   EXPECT_EQ(names.size(), lines.size());
   EXPECT_EQ(lines.front().first, "nr_free_pages");
   EXPECT_EQ(lines.front().second, 10);

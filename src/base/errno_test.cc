@@ -52,9 +52,7 @@ TEST(Result, ValueAndErrorPropagateThroughTry) {
   EXPECT_EQ(half(3).value_or(-1), -1);
 }
 
-TEST(ResultDeathTest, ValueOfErrorIsABug) {
-  EXPECT_DEATH((void)half(3).value(), "pinmm BUG");
-}
+TEST(ResultDeathTest, ValueOfErrorIsABug) { EXPECT_DEATH((void)half(3).value(), "pinmm BUG"); }
 
 }  // namespace
 }  // namespace pinmm

@@ -42,7 +42,8 @@ void Injector::clear_all() {
 
 void Injector::recount_armed() {
   uint32_t n = 0;
-  for (const auto& [name, rule] : rules_) n += rule.armed() ? 1 : 0;
+  for (const auto& [name, rule] : rules_)
+    n += rule.armed() ? 1 : 0;
   armed_.store(n, std::memory_order_relaxed);
 }
 

@@ -7,7 +7,8 @@ namespace {
 
 TEST(Injector, UnarmedPointsNeverFail) {
   Injector inj;
-  for (int i = 0; i < 10; ++i) EXPECT_FALSE(inj.should_fail("alloc_pages"));
+  for (int i = 0; i < 10; ++i)
+    EXPECT_FALSE(inj.should_fail("alloc_pages"));
   EXPECT_EQ(inj.hits("alloc_pages"), 0u);
 }
 

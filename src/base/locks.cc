@@ -11,19 +11,32 @@ namespace pinmm {
 
 const char* lock_rank_name(LockRank rank) {
   switch (rank) {
-    case LockRank::kMmapLock: return "mmap_lock";
-    case LockRank::kFolioLock: return "folio_lock";
-    case LockRank::kIMmap: return "i_mmap_rwsem";
-    case LockRank::kAnonVma: return "anon_vma_rwsem";
-    case LockRank::kPmdLock: return "pmd_lock";
-    case LockRank::kPteLock: return "pte_lock";
-    case LockRank::kMappingPages: return "i_pages_lock";
-    case LockRank::kLruLock: return "lru_lock";
-    case LockRank::kHugetlbLock: return "hugetlb_lock";
-    case LockRank::kZoneLock: return "zone_lock";
-    case LockRank::kPinTable: return "pin_table_lock";
-    case LockRank::kLeaf: return "leaf_lock";
-    case LockRank::kWaitQueue: return "wait_queue_lock";
+    case LockRank::kMmapLock:
+      return "mmap_lock";
+    case LockRank::kFolioLock:
+      return "folio_lock";
+    case LockRank::kIMmap:
+      return "i_mmap_rwsem";
+    case LockRank::kAnonVma:
+      return "anon_vma_rwsem";
+    case LockRank::kPmdLock:
+      return "pmd_lock";
+    case LockRank::kPteLock:
+      return "pte_lock";
+    case LockRank::kMappingPages:
+      return "i_pages_lock";
+    case LockRank::kLruLock:
+      return "lru_lock";
+    case LockRank::kHugetlbLock:
+      return "hugetlb_lock";
+    case LockRank::kZoneLock:
+      return "zone_lock";
+    case LockRank::kPinTable:
+      return "pin_table_lock";
+    case LockRank::kLeaf:
+      return "leaf_lock";
+    case LockRank::kWaitQueue:
+      return "wait_queue_lock";
   }
   return "unknown";
 }
@@ -57,7 +70,8 @@ void acquire(const void* lock, LockRank rank, Acquire how) {
     for (const Held& h : t_held) {
       if (h.lock == lock) report("recursive locking", h, rank, lock);
       if (h.rank > rank) report("lock order inversion", h, rank, lock);
-      if (h.rank == rank && how != Acquire::kNested) report("same-rank nesting without *_nested()", h, rank, lock);
+      if (h.rank == rank && how != Acquire::kNested)
+        report("same-rank nesting without *_nested()", h, rank, lock);
     }
   }
   t_held.push_back({lock, rank});
@@ -155,7 +169,8 @@ void SpinLock::lock_nested() {
 }
 
 bool SpinLock::try_lock() {
-  if (locked_.load(std::memory_order_relaxed) || locked_.exchange(true, std::memory_order_acquire)) {
+  if (locked_.load(std::memory_order_relaxed) ||
+      locked_.exchange(true, std::memory_order_acquire)) {
     return false;
   }
   lockdep::acquire(this, rank_, lockdep::Acquire::kTry);
@@ -168,7 +183,8 @@ void SpinLock::unlock() {
 }
 
 void SpinLock::assert_held() const {
-  if (!locked_.load(std::memory_order_relaxed) || !lockdep::held_by_me(this)) not_held("spinlock", this);
+  if (!locked_.load(std::memory_order_relaxed) || !lockdep::held_by_me(this))
+    not_held("spinlock", this);
 }
 
 // ---- RwSem ----

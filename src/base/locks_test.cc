@@ -131,12 +131,14 @@ TEST(LocksConcurrent, RwSemKeepsInvariantUnderContention) {
       }
     });
   }
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   EXPECT_FALSE(broken.load());
   EXPECT_EQ(a, b);
   int64_t expected = 0;
   for (int t = 0; t < kThreads; ++t) {
-    for (int i = 0; i < kRounds; ++i) expected += ((i + t) % 3 == 0);
+    for (int i = 0; i < kRounds; ++i)
+      expected += ((i + t) % 3 == 0);
   }
   EXPECT_EQ(a, expected);
 }
@@ -154,7 +156,8 @@ TEST(LocksConcurrent, SpinLockCountsExactly) {
       }
     });
   }
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   EXPECT_EQ(counter, int64_t{kThreads} * kRounds);
 }
 

@@ -30,7 +30,8 @@ TEST(Rcu, ReadSectionNesting) {
 
 TEST(Rcu, CallbacksRunAfterBarrier) {
   std::atomic<int> ran{0};
-  for (int i = 0; i < 10; ++i) rcu::call([&] { ran.fetch_add(1); });
+  for (int i = 0; i < 10; ++i)
+    rcu::call([&] { ran.fetch_add(1); });
   rcu::barrier();
   EXPECT_EQ(ran.load(), 10);
 }
@@ -40,10 +41,12 @@ TEST(Rcu, SynchronizeWaitsForPreexistingReaders) {
   std::thread reader([&] {
     rcu::ReadSection rs;
     reader_in = true;
-    while (!release_reader) std::this_thread::yield();
+    while (!release_reader)
+      std::this_thread::yield();
     reader_done = true;
   });
-  while (!reader_in) std::this_thread::yield();
+  while (!reader_in)
+    std::this_thread::yield();
   std::thread sync([&] {
     rcu::synchronize();
     EXPECT_TRUE(reader_done.load());
@@ -84,7 +87,8 @@ TEST(RcuConcurrent, ReplaceAndReclaimUnderReaders) {
     }
   }
   stop = true;
-  for (auto& t : readers) t.join();
+  for (auto& t : readers)
+    t.join();
   rcu::barrier();
   delete ptr.load();
   EXPECT_FALSE(torn.load());

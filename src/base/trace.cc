@@ -48,9 +48,9 @@ void Tracer::disable_all() { mask_.store(0, std::memory_order_relaxed); }
 void Tracer::record(TraceEvent e, std::string text) {
   const Task& task = current();
   TraceRecord rec;
-  rec.ts_ns = static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - epoch_)
-          .count());
+  rec.ts_ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::steady_clock::now() - epoch_)
+                                        .count());
   rec.pid = task.pid();
   rec.cpu = task.cpu();
   rec.comm = task.comm();

@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-
 #include "pinmm/base/task.h"
 
 namespace pinmm {
@@ -45,7 +44,8 @@ TEST(Tracer, FtraceTextLayout) {
 TEST(Tracer, BoundedBufferDropsOldestButCountsWritten) {
   Tracer t(3, 1);
   t.enable_all();
-  for (int i = 0; i < 5; ++i) PINMM_TRACE(t, mm_page_alloc, "n={}", i);
+  for (int i = 0; i < 5; ++i)
+    PINMM_TRACE(t, mm_page_alloc, "n={}", i);
   const auto recs = t.records();
   ASSERT_EQ(recs.size(), 3u);
   EXPECT_EQ(recs.front().text, "n=2");

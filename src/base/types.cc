@@ -22,11 +22,20 @@ std::optional<Bytes> Bytes::parse(std::string_view text) {
     shift = 0;
   } else {
     switch (std::toupper(static_cast<unsigned char>(unit[0]))) {
-      case 'K': shift = 10; break;
-      case 'M': shift = 20; break;
-      case 'G': shift = 30; break;
-      case 'T': shift = 40; break;
-      default: return std::nullopt;
+      case 'K':
+        shift = 10;
+        break;
+      case 'M':
+        shift = 20;
+        break;
+      case 'G':
+        shift = 30;
+        break;
+      case 'T':
+        shift = 40;
+        break;
+      default:
+        return std::nullopt;
     }
     const std::string_view rest = unit.substr(1);
     if (!(rest.empty() || rest == "iB" || rest == "ib")) return std::nullopt;

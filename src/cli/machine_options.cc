@@ -5,29 +5,37 @@
 namespace pinmm::cli {
 namespace {
 
-std::optional<Bytes> parse_size(const std::string& text, const char* what, std::vector<std::string>& errs) {
+std::optional<Bytes> parse_size(const std::string& text, const char* what,
+                                std::vector<std::string>& errs) {
   auto b = Bytes::parse(text);
-  if (!b) errs.push_back(fmt::format("{}: '{}' is not a size (examples: 4GiB, 256MiB, 4096)", what, text));
+  if (!b)
+    errs.push_back(
+        fmt::format("{}: '{}' is not a size (examples: 4GiB, 256MiB, 4096)", what, text));
   return b;
 }
 
 }  // namespace
 
 void MachineOptions::add_to(CLI::App& app) {
-  app.add_option("--memory", memory, "Total memory, split evenly over the nodes")->capture_default_str();
+  app.add_option("--memory", memory, "Total memory, split evenly over the nodes")
+      ->capture_default_str();
   app.add_option("--nodes", nodes, "NUMA nodes")->capture_default_str();
-  app.add_option("--movable", movable, "Memory in ZONE_MOVABLE, spread like movablecore=")->capture_default_str();
+  app.add_option("--movable", movable, "Memory in ZONE_MOVABLE, spread like movablecore=")
+      ->capture_default_str();
   app.add_option("--cma", cma, "CMA area: SIZE or NAME:SIZE[@NODE] (repeatable; 'none' for no CMA)")
       ->capture_default_str();
-  app.add_option("--hugepages", hugepages, "hugetlb pool: SIZE:COUNT[@NODE] with SIZE 2MiB or 1GiB (repeatable)");
+  app.add_option("--hugepages", hugepages,
+                 "hugetlb pool: SIZE:COUNT[@NODE] with SIZE 2MiB or 1GiB (repeatable)");
   app.add_option("--block-size", block_size, "Memory block size")->capture_default_str();
   app.add_option("--section-size", section_size, "Memory section size")->capture_default_str();
   app.add_option("--thp", thp, "Transparent hugepage mode")
       ->check(CLI::IsMember({"always", "madvise", "never"}))
       ->capture_default_str();
   app.add_option("--cpus", cpus, "Simulated CPUs")->capture_default_str();
-  app.add_option("--min-free-kbytes", min_free_kbytes, "vm.min_free_kbytes (default: computed as Linux does)");
-  app.add_flag("--no-memmap-reserve", no_memmap_reserve, "Do not reserve boot memory for page descriptors");
+  app.add_option("--min-free-kbytes", min_free_kbytes,
+                 "vm.min_free_kbytes (default: computed as Linux does)");
+  app.add_flag("--no-memmap-reserve", no_memmap_reserve,
+               "Do not reserve boot memory for page descriptors");
 }
 
 std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config() const {
@@ -36,7 +44,8 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
   const auto mov = parse_size(movable, "--movable", errs);
   const auto block = parse_size(block_size, "--block-size", errs);
   const auto section = parse_size(section_size, "--section-size", errs);
-  if (nodes < 1 || nodes > 64) errs.push_back(fmt::format("--nodes: {} is not between 1 and 64", nodes));
+  if (nodes < 1 || nodes > 64)
+    errs.push_back(fmt::format("--nodes: {} is not between 1 and 64", nodes));
   if (!errs.empty()) return errs;
 
   if (total->value() % static_cast<uint64_t>(nodes) != 0) {
@@ -57,7 +66,8 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
       try {
         area.nid = std::stoi(size_part.substr(at + 1));
       } catch (const std::exception&) {
-        errs.push_back(fmt::format("--cma {}: '{}' is not a node number", spec, size_part.substr(at + 1)));
+        errs.push_back(
+            fmt::format("--cma {}: '{}' is not a node number", spec, size_part.substr(at + 1)));
       }
       size_part = size_part.substr(0, at);
     }
@@ -76,7 +86,8 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
       try {
         h.nid = std::stoi(count_part.substr(at + 1));
       } catch (const std::exception&) {
-        errs.push_back(fmt::format("--hugepages {}: '{}' is not a node number", spec, count_part.substr(at + 1)));
+        errs.push_back(fmt::format("--hugepages {}: '{}' is not a node number", spec,
+                                   count_part.substr(at + 1)));
       }
       count_part = count_part.substr(0, at);
     }
@@ -88,11 +99,14 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
     if (auto s = parse_size(spec.substr(0, colon), "--hugepages", errs)) h.page_size = *s;
     c.hugepages.push_back(h);
   }
-  c.thp = thp == "never" ? ThpMode::kNever : thp == "madvise" ? ThpMode::kMadvise : ThpMode::kAlways;
+  c.thp = thp == "never"     ? ThpMode::kNever
+          : thp == "madvise" ? ThpMode::kMadvise
+                             : ThpMode::kAlways;
   c.cpus = cpus;
   c.min_free_kbytes = min_free_kbytes;
   c.reserve_memmap = !no_memmap_reserve;
-  for (std::string& e : c.check()) errs.push_back(std::move(e));
+  for (std::string& e : c.check())
+    errs.push_back(std::move(e));
   if (!errs.empty()) return errs;
   return c;
 }

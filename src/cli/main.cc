@@ -2,8 +2,8 @@
 #include <cstdio>
 #include <string>
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include "cli/demo.h"
 #include "cli/machine_options.h"
@@ -14,7 +14,8 @@ namespace {
 
 // Bad user input: say what is wrong, exit with status 2.
 int usage_error(const std::vector<std::string>& problems) {
-  for (const auto& p : problems) fmt::print(stderr, "pinmm: error: {}\n", p);
+  for (const auto& p : problems)
+    fmt::print(stderr, "pinmm: error: {}\n", p);
   return 2;
 }
 
@@ -69,7 +70,8 @@ int main(int argc, char** argv) {
 
   const pinmm::cli::MachineOptions& opts = dump_cmd->parsed() ? dump_machine : run_machine;
   auto config = opts.to_config();
-  if (auto* problems = std::get_if<std::vector<std::string>>(&config)) return usage_error(*problems);
+  if (auto* problems = std::get_if<std::vector<std::string>>(&config))
+    return usage_error(*problems);
   const auto& machine = std::get<pinmm::MachineConfig>(config);
   if (dump_cmd->parsed()) return dump(machine, what);
   return pinmm::cli::run_foundation_demo(machine, seed, quiet);

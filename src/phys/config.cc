@@ -11,9 +11,12 @@ namespace pinmm {
 
 const char* thp_mode_name(ThpMode m) {
   switch (m) {
-    case ThpMode::kAlways: return "always";
-    case ThpMode::kMadvise: return "madvise";
-    case ThpMode::kNever: return "never";
+    case ThpMode::kAlways:
+      return "always";
+    case ThpMode::kMadvise:
+      return "madvise";
+    case ThpMode::kNever:
+      return "never";
   }
   return "?";
 }
@@ -26,7 +29,8 @@ MachineConfig MachineConfig::uniform(Bytes total, int nr_nodes, Bytes movable, B
   const uint64_t block = std::max<uint64_t>(c.block_size.value(), 1);
   // movablecore= semantics: kernelcore = total - movable, spread evenly over
   // the nodes; each node's remaining (top) memory is ZONE_MOVABLE.
-  const uint64_t kernelcore = movable.value() >= total.value() ? 0 : total.value() - movable.value();
+  const uint64_t kernelcore =
+      movable.value() >= total.value() ? 0 : total.value() - movable.value();
   uint64_t kernel_per_node = kernelcore / static_cast<uint64_t>(nr_nodes);
   kernel_per_node = (kernel_per_node + block - 1) / block * block;
   for (int n = 0; n < nr_nodes; ++n) {
@@ -49,7 +53,8 @@ MachineConfig MachineConfig::tiny(Bytes memory, Bytes movable) {
 
 Bytes MachineConfig::total_memory() const {
   uint64_t t = 0;
-  for (const auto& n : nodes) t += n.memory.value();
+  for (const auto& n : nodes)
+    t += n.memory.value();
   return Bytes(t);
 }
 
@@ -64,7 +69,8 @@ std::vector<std::string> MachineConfig::check() const {
   }
   const uint64_t section = section_size.value();
   if (section < pageblock_bytes || (section & (section - 1)) != 0) {
-    fail(fmt::format("section size {} must be a power of two of at least 2MiB", section_size.to_string()));
+    fail(fmt::format("section size {} must be a power of two of at least 2MiB",
+                     section_size.to_string()));
   }
   const uint64_t block = block_size.value();
   if (block == 0 || section == 0 || block % section != 0) {
@@ -119,15 +125,17 @@ std::vector<std::string> MachineConfig::check() const {
     const uint64_t kernel = nodes[n].memory.value() - nodes[n].movable.value();
     const uint64_t memmap = reserve_memmap ? nodes[n].memory.value() / 64 : 0;
     if (cma_per_node[n] + memmap > kernel) {
-      fail(fmt::format("CMA areas ({}) and page descriptors ({}) do not fit in node {}'s kernel memory ({})",
-                       Bytes(cma_per_node[n]).to_string(), Bytes(memmap).to_string(), n,
-                       Bytes(kernel).to_string()));
+      fail(fmt::format(
+          "CMA areas ({}) and page descriptors ({}) do not fit in node {}'s kernel memory ({})",
+          Bytes(cma_per_node[n]).to_string(), Bytes(memmap).to_string(), n,
+          Bytes(kernel).to_string()));
     }
   }
 
   for (const HugepageConfig& h : hugepages) {
     if (h.page_size != Bytes::MiB(2) && h.page_size != Bytes::GiB(1)) {
-      fail(fmt::format("hugepage size {} is not supported (2MiB or 1GiB)", h.page_size.to_string()));
+      fail(
+          fmt::format("hugepage size {} is not supported (2MiB or 1GiB)", h.page_size.to_string()));
     }
     if (h.nid && (*h.nid < 0 || static_cast<size_t>(*h.nid) >= nodes.size())) {
       fail(fmt::format("hugepages on node {}, which does not exist", *h.nid));

@@ -23,7 +23,8 @@ void FolioWaitTable::wait_bit(Folio* folio, unsigned bit, const std::function<vo
   const bool must_sleep = folio->page.test(bit, std::memory_order_seq_cst);
   if (!must_sleep) list_del_init(&w.link);
   if (unlock) unlock();
-  while (must_sleep && !w.woken) b.cv.wait(b.lock);
+  while (must_sleep && !w.woken)
+    b.cv.wait(b.lock);
   b.lock.unlock();
 }
 
@@ -57,11 +58,13 @@ void folio_lock(Folio* folio) {
 void folio_unlock(Folio* folio) {
   const uint64_t old = page_detail::ref(folio->page.flags_).fetch_and(~(uint64_t{1} << PG_locked));
   MM_BUG_ON(!(old & (uint64_t{1} << PG_locked)), folio);
-  if (old & (uint64_t{1} << PG_waiters)) page_memory_system(&folio->page).wait_table().wake_bit(folio, PG_locked);
+  if (old & (uint64_t{1} << PG_waiters))
+    page_memory_system(&folio->page).wait_table().wake_bit(folio, PG_locked);
 }
 
 void folio_wait_locked(Folio* folio) {
-  if (folio_test_locked(folio)) page_memory_system(&folio->page).wait_table().wait_bit(folio, PG_locked);
+  if (folio_test_locked(folio))
+    page_memory_system(&folio->page).wait_table().wait_bit(folio, PG_locked);
 }
 
 void folio_wait_writeback(Folio* folio) {
@@ -71,7 +74,8 @@ void folio_wait_writeback(Folio* folio) {
 }
 
 void folio_end_writeback(Folio* folio) {
-  const uint64_t old = page_detail::ref(folio->page.flags_).fetch_and(~(uint64_t{1} << PG_writeback));
+  const uint64_t old =
+      page_detail::ref(folio->page.flags_).fetch_and(~(uint64_t{1} << PG_writeback));
   MM_BUG_ON(!(old & (uint64_t{1} << PG_writeback)), folio);
   if (old & (uint64_t{1} << PG_waiters)) {
     page_memory_system(&folio->page).wait_table().wake_bit(folio, PG_writeback);

@@ -37,7 +37,8 @@ TEST(FolioLock, WaiterSleepsUntilUnlockWithoutAReference) {
     ms->wait_table().wait_bit(f, PG_locked, [&] { queued = true; });
     woke = true;
   });
-  while (!queued) std::this_thread::yield();
+  while (!queued)
+    std::this_thread::yield();
   EXPECT_EQ(folio_ref_count(f), 1);  // the waiter holds no reference
   EXPECT_TRUE(f->page.test(PG_waiters));
   EXPECT_FALSE(woke.load());
@@ -89,7 +90,8 @@ TEST(FolioLockConcurrent, MutualExclusionAndNoLostWakeups) {
       }
     });
   }
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   EXPECT_EQ(counter, int64_t{kThreads} * kRounds);
   EXPECT_FALSE(folio_test_locked(f));
   folio_put(f);

@@ -24,7 +24,9 @@ FrameStore::~FrameStore() {
 
 void FrameStore::zero(Pfn pfn, PageCount n) const { std::memset(frame(pfn), 0, n.bytes()); }
 
-void FrameStore::poison(Pfn pfn, PageCount n) const { std::memset(frame(pfn), PAGE_POISON, n.bytes()); }
+void FrameStore::poison(Pfn pfn, PageCount n) const {
+  std::memset(frame(pfn), PAGE_POISON, n.bytes());
+}
 
 std::optional<uint64_t> FrameStore::find_unpoisoned(Pfn pfn, PageCount n) const {
   const auto* p = reinterpret_cast<const uint8_t*>(frame(pfn));

@@ -22,7 +22,8 @@ HugetlbPools::HugetlbPools(MemorySystem& ms) : ms_(ms) {
     h.order = orders[i];
     h.name = fmt::format("hugepages-{}kB", (uint64_t{1} << orders[i]) * (PAGE_SIZE >> 10));
     h.free_lists.resize(static_cast<size_t>(ms.nr_nodes()));
-    for (ListHead& l : h.free_lists) init_list_head(&l);
+    for (ListHead& l : h.free_lists)
+      init_list_head(&l);
     h.nr_huge_pages_node.assign(static_cast<size_t>(ms.nr_nodes()), 0);
     h.free_huge_pages_node.assign(static_cast<size_t>(ms.nr_nodes()), 0);
   }
@@ -47,8 +48,9 @@ uint64_t HugetlbPools::alloc_pool_pages(unsigned index, int nid, uint64_t count)
   MM_BUG_ON(h.order > MAX_PAGE_ORDER);  // gigantic pages come from boot memory
   uint64_t got = 0;
   for (; got < count; ++got) {
-    Folio* folio = folio_alloc(ms_, GFP_HIGHUSER | __GFP_COMP | __GFP_THISNODE | __GFP_NOWARN | __GFP_RETRY_MAYFAIL,
-                               Order(h.order), nid);
+    Folio* folio = folio_alloc(
+        ms_, GFP_HIGHUSER | __GFP_COMP | __GFP_THISNODE | __GFP_NOWARN | __GFP_RETRY_MAYFAIL,
+        Order(h.order), nid);
     if (folio == nullptr) {
       ms_.events().inc(HTLB_BUDDY_PGALLOC_FAIL);
       break;
@@ -104,7 +106,8 @@ Folio* HugetlbPools::dequeue(Hstate& h, int nid) {
 }
 
 void HugetlbPools::free_huge_folio(Folio* folio) {
-  MM_BUG_ON(folio_ref_count(folio) != 0 || folio_entire_mapcount(folio) != 0 || folio_pincount(folio) != 0,
+  MM_BUG_ON(folio_ref_count(folio) != 0 || folio_entire_mapcount(folio) != 0 ||
+                folio_pincount(folio) != 0,
             folio);
   Hstate* h = hstate_for_order(folio_order(folio));
   MM_BUG_ON(h == nullptr, folio);

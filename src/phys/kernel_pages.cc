@@ -19,7 +19,8 @@ Page* kmalloc_pages(MemorySystem& ms, Order order, std::string_view owner, Gfp g
   page->set_index(ms.intern_owner(owner) | (reclaimable ? kReclaimableBit : 0));
   ms.node(page_to_nid(page))
       .stats()
-      .add(reclaimable ? NR_SLAB_RECLAIMABLE : NR_SLAB_UNRECLAIMABLE, static_cast<int64_t>(order.nr_pages().value()));
+      .add(reclaimable ? NR_SLAB_RECLAIMABLE : NR_SLAB_UNRECLAIMABLE,
+           static_cast<int64_t>(order.nr_pages().value()));
   return page;
 }
 

@@ -18,9 +18,12 @@ namespace pinmm {
 
 const char* memory_block_state_name(MemoryBlockState s) {
   switch (s) {
-    case MemoryBlockState::kOnline: return "online";
-    case MemoryBlockState::kGoingOffline: return "going-offline";
-    case MemoryBlockState::kOffline: return "offline";
+    case MemoryBlockState::kOnline:
+      return "online";
+    case MemoryBlockState::kGoingOffline:
+      return "going-offline";
+    case MemoryBlockState::kOffline:
+      return "offline";
   }
   return "?";
 }
@@ -61,7 +64,8 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
       } else {
         // Interleave over the nodes, as hugetlb_hstate_alloc_pages does.
         for (uint64_t i = 0; i < h.count; ++i) {
-          ms->hugetlb().alloc_pool_pages(HugetlbPools::kPmdIndex, static_cast<int>(i % ms->nr_nodes()), 1);
+          ms->hugetlb().alloc_pool_pages(HugetlbPools::kPmdIndex,
+                                         static_cast<int>(i % ms->nr_nodes()), 1);
         }
       }
     }
@@ -93,7 +97,8 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
   return ms;
 }
 
-MemorySystem::MemorySystem(const MachineConfig& config, uint64_t nr_pfns, Page* mem_map, FrameStore frames)
+MemorySystem::MemorySystem(const MachineConfig& config, uint64_t nr_pfns, Page* mem_map,
+                           FrameStore frames)
     : config_(config),
       nr_pfns_(nr_pfns),
       mem_map_(mem_map),
@@ -117,7 +122,8 @@ void MemorySystem::build_topology() {
     const PageCount kernel = pages - nc.movable.pages();
     node->set_span(start, pages.value());
     if (kernel.value() != 0) node->zone(ZONE_NORMAL).grow_span(start, kernel);
-    if (nc.movable.value() != 0) node->zone(ZONE_MOVABLE).grow_span(start + kernel, nc.movable.pages());
+    if (nc.movable.value() != 0)
+      node->zone(ZONE_MOVABLE).grow_span(start + kernel, nc.movable.pages());
     for (Pfn b = start; b < start + pages; b += block) {
       MemoryBlock mb;
       mb.id = b.value() / block.value();
@@ -152,7 +158,8 @@ void MemorySystem::init_memmap() {
   }
 }
 
-std::optional<Pfn> MemorySystem::reserve_top_down(int nid, PageCount nr, Order align, Pfn below) const {
+std::optional<Pfn> MemorySystem::reserve_top_down(int nid, PageCount nr, Order align,
+                                                  Pfn below) const {
   // memblock-style: the highest aligned range below `below` in the node's
   // kernel zone that overlaps no CMA area.
   const Zone& z = zone(nid, ZONE_NORMAL);
@@ -199,7 +206,8 @@ void MemorySystem::reserve_boot_memory() {
     for (const HugepageConfig& h : config_.hugepages) {
       if (h.page_size != Bytes::GiB(1)) continue;
       uint64_t want = h.nid ? (*h.nid == nid ? h.count : 0)
-                            : h.count / nr_nodes() + (static_cast<uint64_t>(nid) < h.count % nr_nodes() ? 1 : 0);
+                            : h.count / nr_nodes() +
+                                  (static_cast<uint64_t>(nid) < h.count % nr_nodes() ? 1 : 0);
       const PageCount nr = Order(HPAGE_PUD_ORDER).nr_pages();
       // Like the kernel, allocate as many as fit; the pool counts show how many.
       while (want-- > 0) {
@@ -216,11 +224,14 @@ void MemorySystem::release_boot_memory() {
   // memblock_free_all: free every present range that is not reserved, in
   // blocks as large and aligned as possible, in ascending PFN order.
   std::vector<BootRange> reserved = boot_ranges_;
-  std::sort(reserved.begin(), reserved.end(), [](const BootRange& a, const BootRange& b) { return a.start < b.start; });
+  std::sort(reserved.begin(), reserved.end(),
+            [](const BootRange& a, const BootRange& b) { return a.start < b.start; });
   auto free_range = [this](Pfn start, Pfn end) {
     while (start < end) {
       unsigned order = MAX_PAGE_ORDER;
-      while (order > 0 && (!start.is_aligned(Order(order)) || start + Order(order).nr_pages() > end)) --order;
+      while (order > 0 &&
+             (!start.is_aligned(Order(order)) || start + Order(order).nr_pages() > end))
+        --order;
       __free_pages_core(pfn_to_page(start), Order(order));
       start += Order(order).nr_pages();
     }
@@ -279,7 +290,8 @@ void MemorySystem::calculate_min_free_kbytes() {
 void MemorySystem::setup_per_zone_wmarks() {
   const uint64_t pages_min = min_free_kbytes_ >> (PAGE_SHIFT - 10);
   uint64_t lowmem_pages = 0;
-  for (const auto& node : nodes_) lowmem_pages += node->zone(ZONE_NORMAL).managed_pages();
+  for (const auto& node : nodes_)
+    lowmem_pages += node->zone(ZONE_NORMAL).managed_pages();
 
   for (const auto& node : nodes_) {
     for (unsigned t = 0; t < MAX_NR_ZONES; ++t) {
@@ -289,7 +301,8 @@ void MemorySystem::setup_per_zone_wmarks() {
       if (t == ZONE_MOVABLE) {
         // Movable zones get a small min: __GFP_HIGH and PF_MEMALLOC
         // allocations rarely need their pages.
-        z.set_wmark(WMARK_MIN, std::clamp<uint64_t>(managed / 1024, 32 /* SWAP_CLUSTER_MAX */, 128));
+        z.set_wmark(WMARK_MIN,
+                    std::clamp<uint64_t>(managed / 1024, 32 /* SWAP_CLUSTER_MAX */, 128));
       } else {
         z.set_wmark(WMARK_MIN, tmp);
       }
@@ -360,12 +373,15 @@ VmStat MemorySystem::vmstat() const {
     for (unsigned t = 0; t < MAX_NR_ZONES; ++t) {
       const Zone& z = node->zone(static_cast<ZoneType>(t));
       const auto zs = z.stats().snapshot();
-      for (size_t i = 0; i < zs.size(); ++i) s.zone[i] += zs[i];
+      for (size_t i = 0; i < zs.size(); ++i)
+        s.zone[i] += zs[i];
       const auto ns = z.numa_events().snapshot();
-      for (size_t i = 0; i < ns.size(); ++i) s.numa[i] += ns[i];
+      for (size_t i = 0; i < ns.size(); ++i)
+        s.numa[i] += ns[i];
     }
     const auto nd = node->stats().snapshot();
-    for (size_t i = 0; i < nd.size(); ++i) s.node[i] += nd[i];
+    for (size_t i = 0; i < nd.size(); ++i)
+      s.node[i] += nd[i];
   }
   s.vm = vm_stats_.snapshot();
   s.events = events_.snapshot();

@@ -75,8 +75,10 @@ TEST(MemorySystem, ThpMinFreeKbytesScalesWithKernelZones) {
   never.thp = ThpMode::kNever;
   // Without THP: sqrt(lowmem_kb * 16) over both nodes' managed kernel pages.
   auto plain = boot(never);
-  const uint64_t lowmem_kb = (ms->zone(0, ZONE_NORMAL).managed_pages() + ms->zone(1, ZONE_NORMAL).managed_pages()) * 4;
-  EXPECT_EQ(plain->min_free_kbytes(), static_cast<uint64_t>(std::sqrt(static_cast<double>(lowmem_kb * 16))));
+  const uint64_t lowmem_kb =
+      (ms->zone(0, ZONE_NORMAL).managed_pages() + ms->zone(1, ZONE_NORMAL).managed_pages()) * 4;
+  EXPECT_EQ(plain->min_free_kbytes(),
+            static_cast<uint64_t>(std::sqrt(static_cast<double>(lowmem_kb * 16))));
 }
 
 TEST(MemorySystem, MovablecoreSpreadsKernelMemoryEvenly) {
@@ -181,7 +183,8 @@ TEST(MemorySystem, GiganticPagesComeFromBootMemoryBelowTheMemmap) {
   // highest 1 GiB-aligned range below that: [1 GiB, 2 GiB).
   EXPECT_EQ(folio_pfn(f), Pfn(262144));
   EXPECT_EQ(folio_order(f), 18u);
-  EXPECT_EQ(ms->zone(0, ZONE_NORMAL).managed_pages(), 786432u - 16384u);  // hugetlb pages are managed
+  EXPECT_EQ(ms->zone(0, ZONE_NORMAL).managed_pages(),
+            786432u - 16384u);  // hugetlb pages are managed
   folio_put(f);
   EXPECT_VALID(*ms);
 }

@@ -11,7 +11,9 @@
 
 namespace pinmm {
 
-Pfn page_to_pfn(const Page* page) { return Pfn(static_cast<uint64_t>(page - page->zone()->mem_map())); }
+Pfn page_to_pfn(const Page* page) {
+  return Pfn(static_cast<uint64_t>(page - page->zone()->mem_map()));
+}
 
 int page_to_nid(const Page* page) { return page->zone()->nid(); }
 
@@ -35,7 +37,8 @@ void __folio_put(Folio* folio) {
 }  // namespace
 
 void folio_put_refs(Folio* folio, int refs) {
-  const int old = page_detail::ref(folio->page.refcount_).fetch_sub(refs, std::memory_order_acq_rel);
+  const int old =
+      page_detail::ref(folio->page.refcount_).fetch_sub(refs, std::memory_order_acq_rel);
   MM_BUG_ON(old < refs, folio);  // refcount underflow
   if (old == refs) __folio_put(folio);
 }
@@ -44,10 +47,10 @@ void folio_put(Folio* folio) { folio_put_refs(folio, 1); }
 
 std::string page_flags_to_string(uint64_t flags) {
   static constexpr std::array<const char*, __NR_PAGEFLAGS> kNames = {
-      "locked",      "writeback", "referenced", "uptodate",  "dirty",        "lru",
+      "locked",      "writeback", "referenced", "uptodate",   "dirty",        "lru",
       "head",        "waiters",   "active",     "workingset", "owner_priv_1", "owner_2",
-      "arch_1",      "reserved",  "private",    "private_2", "reclaim",      "swapbacked",
-      "unevictable", "mlocked",   "hwpoison",   "young",     "idle",
+      "arch_1",      "reserved",  "private",    "private_2",  "reclaim",      "swapbacked",
+      "unevictable", "mlocked",   "hwpoison",   "young",      "idle",
   };
   std::string out;
   for (unsigned b = 0; b < __NR_PAGEFLAGS; ++b) {
@@ -63,13 +66,14 @@ std::string mm_describe(const Page* page) {
   if (page == nullptr) return "page: (null)";
   const Folio* folio = page_folio(page);
   const Pfn pfn = page_to_pfn(page);
-  std::string out = fmt::format(
-      "page: refcount:{} mapcount:{} mapping:{:016x} index:{:#x} pfn:{:#x}", page_count(page),
-      page->mapcount(), page->mapping(), page->index(), pfn.value());
+  std::string out =
+      fmt::format("page: refcount:{} mapcount:{} mapping:{:016x} index:{:#x} pfn:{:#x}",
+                  page_count(page), page->mapcount(), page->mapping(), page->index(), pfn.value());
   if (folio_test_large(folio)) {
-    out += fmt::format("\nhead: pfn:{:#x} order:{} entire_mapcount:{} nr_pages_mapped:{} pincount:{}",
-                       folio_pfn(folio).value(), folio_order(folio), folio_entire_mapcount(folio),
-                       folio_nr_pages_mapped(folio), folio_pincount(folio));
+    out +=
+        fmt::format("\nhead: pfn:{:#x} order:{} entire_mapcount:{} nr_pages_mapped:{} pincount:{}",
+                    folio_pfn(folio).value(), folio_order(folio), folio_entire_mapcount(folio),
+                    folio_nr_pages_mapped(folio), folio_pincount(folio));
   }
   if (folio_test_anon(folio)) out += "\nanon";
   const uint64_t f = page->flags();

@@ -5,6 +5,7 @@
 #include "pinmm/phys/page_alloc.h"
 
 #include <cstddef>
+#include <optional>
 
 #include "pinmm/base/task.h"
 #include "pinmm/phys/pageblock.h"
@@ -39,7 +40,20 @@ constexpr MigrateType kFallbacks[MIGRATE_PCPTYPES][MIGRATE_PCPTYPES - 1] = {
 // Whether a fallback of this order may take over the rest of the pageblock.
 bool can_steal_fallback(unsigned order, MigrateType start_mt) {
   if (order >= pageblock_order) return true;
-  return order >= pageblock_order / 2 || start_mt == MIGRATE_RECLAIMABLE || start_mt == MIGRATE_UNMOVABLE;
+  return order >= pageblock_order / 2 || start_mt == MIGRATE_RECLAIMABLE ||
+         start_mt == MIGRATE_UNMOVABLE;
+}
+
+// mm_page_alloc_extfrag: an allocation fell back to another migratetype.
+void trace_extfrag(MemorySystem& ms, Page* page, unsigned alloc_order, unsigned fallback_order,
+                   MigrateType alloc_mt, MigrateType fallback_mt) {
+  PINMM_TRACE(ms.tracer(), mm_page_alloc_extfrag,
+              "page={:016x} pfn={:#x} alloc_order={} fallback_order={} pageblock_order={} "
+              "alloc_migratetype={} fallback_migratetype={} fragmenting={} change_ownership={}",
+              page_vmemmap_address(page), page_to_pfn(page).value(), alloc_order, fallback_order,
+              pageblock_order, static_cast<int>(alloc_mt), static_cast<int>(fallback_mt),
+              fallback_order < pageblock_order ? 1 : 0,
+              get_pageblock_migratetype(page) == alloc_mt ? 1 : 0);
 }
 
 }  // namespace
@@ -106,7 +120,8 @@ Page* Zone::find_buddy_page(Page* page, Pfn pfn, unsigned order, Pfn* buddy_pfn)
 bool Zone::buddy_merge_likely(Pfn pfn, Pfn buddy_pfn, Page* page, unsigned order) {
   if (order >= MAX_PAGE_ORDER - 1) return false;
   const Pfn higher_pfn(buddy_pfn.value() & pfn.value());
-  Page* higher = page + (static_cast<int64_t>(higher_pfn.value()) - static_cast<int64_t>(pfn.value()));
+  Page* higher =
+      page + (static_cast<int64_t>(higher_pfn.value()) - static_cast<int64_t>(pfn.value()));
   return find_buddy_page(higher, higher_pfn, order + 1, nullptr) != nullptr;
 }
 
@@ -124,7 +139,8 @@ void Zone::__free_one_page(Page* page, Pfn pfn, unsigned order, MigrateType mt, 
       // Free pages of a pageblock without fallbacks (CMA, isolated) must not
       // merge with a normal pageblock's, or the free and CMA counts break.
       buddy_mt = get_pfnblock_migratetype(buddy, buddy_pfn);
-      if (mt != buddy_mt && (!migratetype_is_mergeable(mt) || !migratetype_is_mergeable(buddy_mt))) {
+      if (mt != buddy_mt &&
+          (!migratetype_is_mergeable(mt) || !migratetype_is_mergeable(buddy_mt))) {
         break;
       }
     }
@@ -189,23 +205,24 @@ Page* Zone::__rmqueue_smallest(unsigned order, MigrateType mt) {
     if (page == nullptr) continue;
     page_del_and_expand(page, order, current_order, mt);
     PINMM_TRACE(ms_.tracer(), mm_page_alloc_zone_locked,
-                      "page={:016x} pfn={:#x} order={} migratetype={} percpu_refill=0",
-                      page_vmemmap_address(page), page_to_pfn(page).value(), order, static_cast<int>(mt));
+                "page={:016x} pfn={:#x} order={} migratetype={} percpu_refill=0",
+                page_vmemmap_address(page), page_to_pfn(page).value(), order, static_cast<int>(mt));
     return page;
   }
   return nullptr;
 }
 
-int Zone::find_suitable_fallback(unsigned order, MigrateType mt, bool* can_steal) {
+std::optional<MigrateType> Zone::find_suitable_fallback(unsigned order, MigrateType mt,
+                                                        bool* can_steal) {
   FreeArea& area = free_area_[order];
-  if (area.nr_free == 0) return -1;
+  if (area.nr_free == 0) return std::nullopt;
   *can_steal = false;
   for (MigrateType fallback_mt : kFallbacks[mt]) {
     if (list_empty(&area.free_list[fallback_mt])) continue;
     if (can_steal_fallback(order, mt)) *can_steal = true;
     return fallback_mt;
   }
-  return -1;
+  return std::nullopt;
 }
 
 bool Zone::prep_move_freepages_block(Page* page, Pfn* start_pfn, uint64_t* num_free,
@@ -322,7 +339,8 @@ void Zone::unisolate_pageblock(Pfn pfn, MigrateType mt) {
 // Falling back to another type: take the whole pageblock when the block is
 // large enough, or when at least half of it is free or already in use by
 // allocations like ours, so that fragmenting allocations stay together.
-Page* Zone::try_to_steal_block(Page* page, unsigned current_order, unsigned order, MigrateType start_type) {
+Page* Zone::try_to_steal_block(Page* page, unsigned current_order, unsigned order,
+                               MigrateType start_type) {
   const MigrateType block_type = get_pageblock_migratetype(page);
   if (block_type == MIGRATE_HIGHATOMIC) return nullptr;
 
@@ -359,22 +377,16 @@ Page* Zone::try_to_steal_block(Page* page, unsigned current_order, unsigned orde
 Page* Zone::__rmqueue_claim(unsigned order, MigrateType start_mt) {
   // The largest free block of another type roughly approximates the pageblock
   // with the most free pages.
-  for (int current_order = MAX_PAGE_ORDER; current_order >= static_cast<int>(order); --current_order) {
+  for (int current_order = MAX_PAGE_ORDER; current_order >= static_cast<int>(order);
+       --current_order) {
     bool can_steal = false;
-    const int fallback_mt = find_suitable_fallback(current_order, start_mt, &can_steal);
-    if (fallback_mt == -1) continue;
+    const auto fallback_mt = find_suitable_fallback(current_order, start_mt, &can_steal);
+    if (!fallback_mt) continue;
     if (!can_steal) break;
-    const auto fmt = static_cast<MigrateType>(fallback_mt);
-    Page* page = first_free_page(free_area_[current_order], fmt);
+    Page* page = first_free_page(free_area_[current_order], *fallback_mt);
     page = try_to_steal_block(page, current_order, order, start_mt);
     if (page != nullptr) {
-      PINMM_TRACE(ms_.tracer(), mm_page_alloc_extfrag,
-                        "page={:016x} pfn={:#x} alloc_order={} fallback_order={} pageblock_order={} "
-                        "alloc_migratetype={} fallback_migratetype={} fragmenting={} change_ownership={}",
-                        page_vmemmap_address(page), page_to_pfn(page).value(), order, current_order,
-                        pageblock_order, static_cast<int>(start_mt), fallback_mt,
-                        current_order < static_cast<int>(pageblock_order) ? 1 : 0,
-                        get_pageblock_migratetype(page) == start_mt ? 1 : 0);
+      trace_extfrag(ms_, page, order, current_order, start_mt, *fallback_mt);
       return page;
     }
   }
@@ -384,18 +396,11 @@ Page* Zone::__rmqueue_claim(unsigned order, MigrateType start_mt) {
 Page* Zone::__rmqueue_steal(unsigned order, MigrateType start_mt) {
   for (unsigned current_order = order; current_order < NR_PAGE_ORDERS; ++current_order) {
     bool can_steal = false;
-    const int fallback_mt = find_suitable_fallback(current_order, start_mt, &can_steal);
-    if (fallback_mt == -1) continue;
-    const auto fmt = static_cast<MigrateType>(fallback_mt);
-    Page* page = first_free_page(free_area_[current_order], fmt);
-    page_del_and_expand(page, order, current_order, fmt);
-    PINMM_TRACE(ms_.tracer(), mm_page_alloc_extfrag,
-                      "page={:016x} pfn={:#x} alloc_order={} fallback_order={} pageblock_order={} "
-                      "alloc_migratetype={} fallback_migratetype={} fragmenting={} change_ownership={}",
-                      page_vmemmap_address(page), page_to_pfn(page).value(), order, current_order,
-                      pageblock_order, static_cast<int>(start_mt), fallback_mt,
-                      current_order < pageblock_order ? 1 : 0,
-                      get_pageblock_migratetype(page) == start_mt ? 1 : 0);
+    const auto fallback_mt = find_suitable_fallback(current_order, start_mt, &can_steal);
+    if (!fallback_mt) continue;
+    Page* page = first_free_page(free_area_[current_order], *fallback_mt);
+    page_del_and_expand(page, order, current_order, *fallback_mt);
+    trace_extfrag(ms_, page, order, current_order, start_mt, *fallback_mt);
     return page;
   }
   return nullptr;
@@ -404,8 +409,7 @@ Page* Zone::__rmqueue_steal(unsigned order, MigrateType start_mt) {
 Page* Zone::__rmqueue(unsigned order, MigrateType mt, uint32_t alloc_flags) {
   // Balance movable allocations between regular and CMA pageblocks: use CMA
   // first while more than half of the zone's free memory is CMA.
-  if ((alloc_flags & ALLOC_CMA) &&
-      stats_.get(NR_FREE_CMA_PAGES) > stats_.get(NR_FREE_PAGES) / 2) {
+  if ((alloc_flags & ALLOC_CMA) && stats_.get(NR_FREE_CMA_PAGES) > stats_.get(NR_FREE_PAGES) / 2) {
     if (Page* page = __rmqueue_smallest(order, MIGRATE_CMA)) return page;
   }
   if (Page* page = __rmqueue_smallest(order, mt)) return page;
@@ -476,9 +480,12 @@ void zone_statistics(Zone* preferred, Zone* z) {
 
 VmEventItem pgalloc_event(ZoneType t) {
   switch (t) {
-    case ZONE_MOVABLE: return PGALLOC_MOVABLE;
-    case ZONE_DEVICE: return PGALLOC_DEVICE;
-    default: return PGALLOC_NORMAL;
+    case ZONE_MOVABLE:
+      return PGALLOC_MOVABLE;
+    case ZONE_DEVICE:
+      return PGALLOC_DEVICE;
+    default:
+      return PGALLOC_NORMAL;
   }
 }
 
@@ -561,17 +568,20 @@ Page* alloc_pages_node(MemorySystem& ms, int nid, Gfp gfp, Order order) {
   if (!should_fail_alloc(ms, mt)) {
     const uint32_t fast_flags = ALLOC_WMARK_LOW | (mt == MIGRATE_MOVABLE ? ALLOC_CMA : 0u);
     page = get_page_from_freelist(ms, nid, gfp, order.value(), fast_flags);
-    if (page == nullptr) page = get_page_from_freelist(ms, nid, gfp, order.value(), slowpath_alloc_flags(gfp));
+    if (page == nullptr)
+      page = get_page_from_freelist(ms, nid, gfp, order.value(), slowpath_alloc_flags(gfp));
   }
   if (page == nullptr) {
-    PINMM_TRACE(ms.tracer(), mm_page_alloc, "page=0000000000000000 pfn=0x0 order={} migratetype={} gfp_flags={}",
-                     order.value(), static_cast<int>(mt), gfp_to_string(gfp));
+    PINMM_TRACE(ms.tracer(), mm_page_alloc,
+                "page=0000000000000000 pfn=0x0 order={} migratetype={} gfp_flags={}", order.value(),
+                static_cast<int>(mt), gfp_to_string(gfp));
     return nullptr;
   }
   prep_new_page(ms, page, order.value(), gfp);
-  PINMM_TRACE(ms.tracer(), mm_page_alloc, "page={:016x} pfn={:#x} order={} migratetype={} gfp_flags={}",
-                   page_vmemmap_address(page), page_to_pfn(page).value(), order.value(),
-                   static_cast<int>(mt), gfp_to_string(gfp));
+  PINMM_TRACE(ms.tracer(), mm_page_alloc,
+              "page={:016x} pfn={:#x} order={} migratetype={} gfp_flags={}",
+              page_vmemmap_address(page), page_to_pfn(page).value(), order.value(),
+              static_cast<int>(mt), gfp_to_string(gfp));
   return page;
 }
 
@@ -623,7 +633,8 @@ void free_pages_prepare(MemorySystem& ms, Page* page, unsigned order) {
   }
   if constexpr (kPinmmDebug) {
     ms.frames().poison(page_to_pfn(page), PageCount(nr));
-    for (uint64_t i = 0; i < nr; ++i) page[i].__set(PG_pinmm_poisoned);
+    for (uint64_t i = 0; i < nr; ++i)
+      page[i].__set(PG_pinmm_poisoned);
   }
 }
 
@@ -633,8 +644,8 @@ void free_frozen_pages(Page* page, Order order) {
   MemorySystem& ms = page_memory_system(page);
   free_pages_prepare(ms, page, order.value());
   const Pfn pfn = page_to_pfn(page);
-  PINMM_TRACE(ms.tracer(), mm_page_free, "page={:016x} pfn={:#x} order={}", page_vmemmap_address(page),
-                   pfn.value(), order.value());
+  PINMM_TRACE(ms.tracer(), mm_page_free, "page={:016x} pfn={:#x} order={}",
+              page_vmemmap_address(page), pfn.value(), order.value());
   page_zone(page)->free_one_page(page, pfn, order, FPI_NONE);
 }
 
@@ -655,8 +666,8 @@ void prep_compound_page(Page* head, unsigned order) {
   for (uint64_t i = 1; i < nr; ++i) {
     Page* p = head + i;
     p->set_mapping(0);
-    page_detail::ref(p->compound_head_).store(reinterpret_cast<uintptr_t>(head) | 1,
-                                              std::memory_order_release);
+    page_detail::ref(p->compound_head_)
+        .store(reinterpret_cast<uintptr_t>(head) | 1, std::memory_order_release);
   }
   Page* first_tail = head + 1;
   first_tail->store_flags((first_tail->flags() & ~page_detail::kOrderMask) | order);

@@ -30,12 +30,18 @@ MachineConfig property_machine() {
 
 Gfp gfp_of_kind(int kind) {
   switch (kind) {
-    case 0: return GFP_KERNEL;
-    case 1: return GFP_KERNEL | __GFP_RECLAIMABLE;
-    case 2: return GFP_HIGHUSER_MOVABLE;
-    case 3: return GFP_USER | __GFP_MOVABLE;
-    case 4: return GFP_HIGHUSER_MOVABLE | __GFP_THISNODE | __GFP_ZERO;
-    default: return GFP_KERNEL | __GFP_THISNODE;
+    case 0:
+      return GFP_KERNEL;
+    case 1:
+      return GFP_KERNEL | __GFP_RECLAIMABLE;
+    case 2:
+      return GFP_HIGHUSER_MOVABLE;
+    case 3:
+      return GFP_USER | __GFP_MOVABLE;
+    case 4:
+      return GFP_HIGHUSER_MOVABLE | __GFP_THISNODE | __GFP_ZERO;
+    default:
+      return GFP_KERNEL | __GFP_THISNODE;
   }
 }
 
@@ -51,7 +57,8 @@ std::vector<ZoneSnapshot> snapshot(const MemorySystem& ms) {
   for (int n = 0; n < ms.nr_nodes(); ++n) {
     for (ZoneType t : {ZONE_NORMAL, ZONE_MOVABLE}) {
       const Zone& z = ms.zone(n, t);
-      out.push_back({z.free_counts().nr_free, z.stats().get(NR_FREE_PAGES), z.stats().get(NR_FREE_CMA_PAGES)});
+      out.push_back({z.free_counts().nr_free, z.stats().get(NR_FREE_PAGES),
+                     z.stats().get(NR_FREE_CMA_PAGES)});
     }
   }
   return out;
@@ -98,7 +105,8 @@ RC_GTEST_PROP(PageAllocProperty, RandomAllocFreeKeepsInvariantsAndReturnsEveryPa
                      rc::gen::inRange(0, 1 << 16)));
   size_t step = 0;
   for (const auto& [kind, order, gfp_kind, pick] : ops) {
-    RC_LOG() << "op " << kind << " order " << order << " gfp " << gfp_kind << " pick " << pick << "\n";
+    RC_LOG() << "op " << kind << " order " << order << " gfp " << gfp_kind << " pick " << pick
+             << "\n";
     if (kind == 4) {
       toggle_isolation(pick);
     } else if (kind < 2 || held.empty()) {
@@ -123,7 +131,8 @@ RC_GTEST_PROP(PageAllocProperty, RandomAllocFreeKeepsInvariantsAndReturnsEveryPa
     if (++step % 8 == 0) assert_valid(m);
   }
   assert_valid(m);
-  for (const auto& [block, mt] : isolated) page_zone(m.pfn_to_page(Pfn(block)))->unisolate_pageblock(Pfn(block), mt);
+  for (const auto& [block, mt] : isolated)
+    page_zone(m.pfn_to_page(Pfn(block)))->unisolate_pageblock(Pfn(block), mt);
   for (const Held& h : held) {
     if (h.kernel) {
       kfree_pages(h.page);
@@ -185,10 +194,12 @@ TEST(PageAllocConcurrent, ThreadsAllocAndFreeInOneZone) {
           owned.pop_back();
         }
       }
-      for (const Owned& o : owned) check_and_free(o);
+      for (const Owned& o : owned)
+        check_and_free(o);
     });
   }
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   EXPECT_EQ(corrupt.load(), 0);
   EXPECT_VALID(*ms);
   EXPECT_EQ(z.free_counts().nr_free, before.nr_free);

@@ -60,9 +60,11 @@ TEST(PageAlloc, BuddiesMergeWhateverTheFreeOrder) {
   EXPECT_EQ(alloc_pages(*ms, GFP_KERNEL, Order(0)), nullptr);  // min_free_kbytes 0: all 1024 went
   EXPECT_EQ(z.stats().get(NR_FREE_PAGES), 0);
   // Free every other page, then the rest: nothing merges until the end.
-  for (size_t i = 0; i < pages.size(); i += 2) free_page(pages[i]);
+  for (size_t i = 0; i < pages.size(); i += 2)
+    free_page(pages[i]);
   EXPECT_EQ(buddyinfo(z)[0], 512u);
-  for (size_t i = 1; i < pages.size(); i += 2) free_page(pages[i]);
+  for (size_t i = 1; i < pages.size(); i += 2)
+    free_page(pages[i]);
   EXPECT_EQ(buddyinfo(z), (Orders{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}));
   EXPECT_VALID(*ms);
 }
@@ -107,7 +109,8 @@ TEST(PageAlloc, UnmovableClaimsAWholeMovableBlock) {
   EXPECT_EQ(get_pageblock_migratetype(ms->pfn_to_page(Pfn(0))), MIGRATE_UNMOVABLE);
   EXPECT_EQ(get_pageblock_migratetype(ms->pfn_to_page(Pfn(512))), MIGRATE_UNMOVABLE);
   EXPECT_EQ(get_pageblock_migratetype(ms->pfn_to_page(Pfn(1024))), MIGRATE_MOVABLE);
-  for (unsigned o = 0; o < 10; ++o) EXPECT_EQ(free_of_type(z, MIGRATE_UNMOVABLE, o), 1u) << o;
+  for (unsigned o = 0; o < 10; ++o)
+    EXPECT_EQ(free_of_type(z, MIGRATE_UNMOVABLE, o), 1u) << o;
   EXPECT_EQ(free_of_type(z, MIGRATE_MOVABLE, 10), 1u);
   const auto recs = ms->tracer().records();
   ASSERT_EQ(recs.size(), 1u);
@@ -152,7 +155,7 @@ TEST(PageAlloc, FallbackOrderPrefersReclaimableForMovable) {
 }
 
 TEST(PageAlloc, SmallMovableFallbackStealsOnePageWithoutClaiming) {
-  auto ms = boot_tiny(Bytes::MiB(4));  // one order-10 block: pageblocks 0 and 1
+  auto ms = boot_tiny(Bytes::MiB(4));                // one order-10 block: pageblocks 0 and 1
   Page* a = alloc_pages(*ms, GFP_KERNEL, Order(0));  // claims both pageblocks as unmovable
   Page* b = alloc_pages(*ms, GFP_KERNEL, Order(9));  // pageblock 1
   Page* c = alloc_pages(*ms, GFP_KERNEL, Order(8));  // pfn 256..511
@@ -170,7 +173,8 @@ TEST(PageAlloc, SmallMovableFallbackStealsOnePageWithoutClaiming) {
   ASSERT_EQ(recs.size(), 1u);
   EXPECT_NE(recs[0].text.find("alloc_order=0 fallback_order=0"), std::string::npos);
   EXPECT_NE(recs[0].text.find("fragmenting=1 change_ownership=0"), std::string::npos);
-  for (Page* p : {m, a}) free_page(p);
+  for (Page* p : {m, a})
+    free_page(p);
   __free_pages(b, Order(9));
   __free_pages(c, Order(8));
   EXPECT_VALID(*ms);
@@ -232,14 +236,18 @@ TEST(PageAlloc, MovableUsesCmaOnlyWhenMoreThanHalfOfFreeMemoryIsCma) {
 TEST(PageAlloc, MovableFallsBackToCmaWhenNormalListsRunDry) {
   auto ms = boot(with_cma(Bytes::MiB(16), Bytes::MiB(4)));
   std::vector<Page*> got;
-  for (int i = 0; i < 3; ++i) got.push_back(alloc_pages(*ms, GFP_HIGHUSER_MOVABLE, Order(10)));
-  for (Page* p : got) ASSERT_NE(p, nullptr);
-  for (Page* p : got) EXPECT_EQ(get_pageblock_migratetype(p), MIGRATE_MOVABLE);
+  for (int i = 0; i < 3; ++i)
+    got.push_back(alloc_pages(*ms, GFP_HIGHUSER_MOVABLE, Order(10)));
+  for (Page* p : got)
+    ASSERT_NE(p, nullptr);
+  for (Page* p : got)
+    EXPECT_EQ(get_pageblock_migratetype(p), MIGRATE_MOVABLE);
   Page* last = alloc_pages(*ms, GFP_HIGHUSER_MOVABLE, Order(0));
   ASSERT_NE(last, nullptr);
   EXPECT_EQ(get_pageblock_migratetype(last), MIGRATE_CMA);
   free_page(last);
-  for (Page* p : got) __free_pages(p, Order(10));
+  for (Page* p : got)
+    __free_pages(p, Order(10));
   EXPECT_VALID(*ms);
 }
 
@@ -254,7 +262,8 @@ TEST(PageAlloc, OnlyMovableAllocationsMayUseCma) {
   }
   EXPECT_EQ(got.size(), 512u);
   EXPECT_EQ(ms->zone(0, ZONE_NORMAL).stats().get(NR_FREE_CMA_PAGES), 1536);
-  for (Page* p : got) free_page(p);
+  for (Page* p : got)
+    free_page(p);
   EXPECT_VALID(*ms);
 }
 
@@ -291,17 +300,20 @@ TEST(PageAlloc, GfpDecidesTheZone) {
   EXPECT_EQ(page_zone(movable_no_highmem)->type(), ZONE_NORMAL);
   EXPECT_EQ(ms->vmstat()[PGALLOC_MOVABLE], 1);
   EXPECT_EQ(ms->vmstat()[PGALLOC_NORMAL], 2);
-  for (Page* p : {user_movable, kernel, movable_no_highmem}) free_page(p);
+  for (Page* p : {user_movable, kernel, movable_no_highmem})
+    free_page(p);
   EXPECT_VALID(*ms);
 }
 
 TEST(PageAlloc, KernelAllocationsNeverUseZoneMovable) {
   auto ms = boot_tiny(Bytes::MiB(8), Bytes::MiB(4));
   std::vector<Page*> got;
-  while (Page* p = alloc_pages(*ms, GFP_KERNEL, Order(0))) got.push_back(p);
+  while (Page* p = alloc_pages(*ms, GFP_KERNEL, Order(0)))
+    got.push_back(p);
   EXPECT_EQ(got.size(), 1024u);
   EXPECT_EQ(ms->zone(0, ZONE_MOVABLE).stats().get(NR_FREE_PAGES), 1024);
-  for (Page* p : got) free_page(p);
+  for (Page* p : got)
+    free_page(p);
 }
 
 TEST(PageAlloc, LowmemReserveProtectsNormalFromMovableFallback) {
@@ -311,7 +323,8 @@ TEST(PageAlloc, LowmemReserveProtectsNormalFromMovableFallback) {
   // ZONE_MOVABLE's min watermark is never below SWAP_CLUSTER_MAX (32).
   EXPECT_EQ(ms->zone(0, ZONE_MOVABLE).wmark(WMARK_MIN), 32u);
   std::vector<Page*> got;
-  while (Page* p = alloc_pages(*ms, GFP_HIGHUSER_MOVABLE, Order(0))) got.push_back(p);
+  while (Page* p = alloc_pages(*ms, GFP_HIGHUSER_MOVABLE, Order(0)))
+    got.push_back(p);
   // Movable pages down to the movable zone's min (32), then normal pages
   // down to normal's min (0) plus its reserve against movable requests (32).
   EXPECT_EQ(got.size(), (1024u - 32u) + (1024u - 32u));
@@ -321,7 +334,8 @@ TEST(PageAlloc, LowmemReserveProtectsNormalFromMovableFallback) {
   Page* k = alloc_pages(*ms, GFP_KERNEL, Order(0));
   EXPECT_NE(k, nullptr);
   got.push_back(k);
-  for (Page* p : got) free_page(p);
+  for (Page* p : got)
+    free_page(p);
   EXPECT_VALID(*ms);
 }
 
@@ -344,7 +358,7 @@ TEST(PageAlloc, WatermarksStopAllocationsAtTheMinimum) {
   auto ms = boot(with_min_free(400));  // 100 pages
   const Zone& z = ms->zone(0, ZONE_NORMAL);
   EXPECT_EQ(z.wmark(WMARK_MIN), 100u);
-  EXPECT_EQ(z.wmark(WMARK_LOW), 125u);   // min + max(min/4, 0.1% of 2048)
+  EXPECT_EQ(z.wmark(WMARK_LOW), 125u);  // min + max(min/4, 0.1% of 2048)
   EXPECT_EQ(z.wmark(WMARK_HIGH), 150u);
   std::vector<Page*> got;
   EXPECT_EQ(allocate_all(*ms, GFP_KERNEL, got), 2048u - 100u);
@@ -357,7 +371,8 @@ TEST(PageAlloc, WatermarksStopAllocationsAtTheMinimum) {
   EXPECT_EQ(allocate_all(*ms, GFP_KERNEL, got), 38u);
   memalloc_noreclaim_restore(saved);
   EXPECT_EQ(z.stats().get(NR_FREE_PAGES), 0);
-  for (Page* p : got) free_page(p);
+  for (Page* p : got)
+    free_page(p);
   EXPECT_VALID(*ms);
 }
 
@@ -378,7 +393,8 @@ TEST(PageAlloc, NodesAndNumaCounters) {
   EXPECT_EQ(s[NUMA_OTHER], 1);
   // Fill node 1; __GFP_THISNODE then fails, a plain request falls back.
   std::vector<Page*> got{local, remote};
-  while (Page* p = alloc_pages_node(*ms, 1, GFP_KERNEL | __GFP_THISNODE, Order(0))) got.push_back(p);
+  while (Page* p = alloc_pages_node(*ms, 1, GFP_KERNEL | __GFP_THISNODE, Order(0)))
+    got.push_back(p);
   EXPECT_EQ(ms->zone(1, ZONE_NORMAL).stats().get(NR_FREE_PAGES), 0);
   Page* fallback = alloc_pages_node(*ms, 1, GFP_KERNEL, Order(0));
   ASSERT_NE(fallback, nullptr);
@@ -389,7 +405,8 @@ TEST(PageAlloc, NodesAndNumaCounters) {
   EXPECT_EQ(s[NUMA_FOREIGN], 1);
   EXPECT_EQ(ms->zone(0, ZONE_NORMAL).numa_events().get(NUMA_MISS), 1);
   EXPECT_EQ(ms->zone(1, ZONE_NORMAL).numa_events().get(NUMA_FOREIGN), 1);
-  for (Page* p : got) free_page(p);
+  for (Page* p : got)
+    free_page(p);
   EXPECT_VALID(*ms);
 }
 
@@ -403,7 +420,8 @@ TEST(PageAlloc, GfpZeroZeroesTheFrames) {
   Page* q = alloc_pages(*ms, GFP_KERNEL | __GFP_ZERO, Order(1));
   ASSERT_EQ(q, p);  // the same block comes back first (LIFO)
   const auto* bytes = reinterpret_cast<const uint8_t*>(ms->frames().frame(page_to_pfn(q)));
-  for (uint64_t i = 0; i < 2 * PAGE_SIZE; ++i) ASSERT_EQ(bytes[i], 0) << i;
+  for (uint64_t i = 0; i < 2 * PAGE_SIZE; ++i)
+    ASSERT_EQ(bytes[i], 0) << i;
   __free_pages(q, Order(1));
 }
 
@@ -444,7 +462,8 @@ TEST(PageAlloc, InjectedFailures) {
   Page* unmovable = alloc_pages(*ms, GFP_KERNEL, Order(0));
   EXPECT_NE(unmovable, nullptr);
   EXPECT_EQ(alloc_pages(*ms, GFP_HIGHUSER_MOVABLE, Order(0)), nullptr);
-  for (Page* p : {a, c, unmovable}) free_page(p);
+  for (Page* p : {a, c, unmovable})
+    free_page(p);
   EXPECT_VALID(*ms);
 }
 
@@ -457,7 +476,8 @@ TEST(PageAlloc, TraceEventsInFtraceFormat) {
   const auto recs = ms->tracer().records();
   ASSERT_EQ(recs.size(), 2u);
   EXPECT_EQ(recs[0].text,
-            "page=ffffea0000000000 pfn=0x0 order=0 migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO");
+            "page=ffffea0000000000 pfn=0x0 order=0 migratetype=1 "
+            "gfp_flags=GFP_HIGHUSER_MOVABLE|__GFP_ZERO");
   EXPECT_EQ(recs[1].text, "page=ffffea0000000000 pfn=0x0 order=0");
 }
 
@@ -501,7 +521,8 @@ TEST(PageIsolation, IsolatedFreePagesAreNeverAllocated) {
 
   z.unisolate_pageblock(Pfn(512), MIGRATE_MOVABLE);
   EXPECT_EQ(z.stats().get(NR_FREE_PAGES), 512);
-  for (Page* p : got) free_page(p);
+  for (Page* p : got)
+    free_page(p);
   EXPECT_EQ(buddyinfo(z)[10], 2u);  // everything merged back
   EXPECT_VALID(*ms);
 }

@@ -2,9 +2,9 @@
 
 #include <atomic>
 
+#include "pinmm/phys/memory_system.h"
 #include "pinmm/phys/page.h"
 #include "pinmm/phys/zone.h"
-#include "pinmm/phys/memory_system.h"
 
 namespace pinmm {
 
@@ -15,7 +15,8 @@ PageblockFlags::PageblockFlags(uint64_t nr_pfns)
 MigrateType PageblockFlags::get(Pfn pfn) const {
   const uint64_t block = pfn.value() >> pageblock_order;
   MM_BUG_ON(block >= nr_blocks_);
-  const uint64_t word = std::atomic_ref<uint64_t>(words_[block / kBlocksPerWord]).load(std::memory_order_relaxed);
+  const uint64_t word =
+      std::atomic_ref<uint64_t>(words_[block / kBlocksPerWord]).load(std::memory_order_relaxed);
   const unsigned shift = (block % kBlocksPerWord) * kBitsPerBlock;
   return static_cast<MigrateType>((word >> shift) & 0x7);
 }

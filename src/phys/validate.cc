@@ -9,7 +9,8 @@ namespace pinmm {
 namespace {
 
 Page* page_of(const ListHead* lh) {
-  return reinterpret_cast<Page*>(reinterpret_cast<char*>(const_cast<ListHead*>(lh)) - offsetof(Page, lru));
+  return reinterpret_cast<Page*>(reinterpret_cast<char*>(const_cast<ListHead*>(lh)) -
+                                 offsetof(Page, lru));
 }
 
 enum class PfnState : uint8_t { kUnknown, kFree, kReserved, kAllocated, kHugetlbFree };
@@ -45,19 +46,21 @@ FreeTotals check_free_lists(const MemorySystem& ms, const Zone& z, std::vector<P
         ++blocks_of_type;
         if (!PageBuddy(page) || page->private_data() != order) {
           r.fail("{} zone node {}: pfn {:#x} on order-{} {} list is not a free block of that order",
-                 z.name(), z.nid(), pfn.value(), order, migratetype_name(static_cast<MigrateType>(mt)));
+                 z.name(), z.nid(), pfn.value(), order,
+                 migratetype_name(static_cast<MigrateType>(mt)));
           continue;
         }
         if (!pfn.is_aligned(Order(order)) || !z.zone_spans_pfn(pfn) ||
             !z.zone_spans_pfn(pfn + Order(order).nr_pages() - PageCount(1)) || page->zone() != &z) {
-          r.fail("{} zone node {}: free block pfn {:#x} order {} is misaligned or outside the zone", z.name(),
-                 z.nid(), pfn.value(), order);
+          r.fail("{} zone node {}: free block pfn {:#x} order {} is misaligned or outside the zone",
+                 z.name(), z.nid(), pfn.value(), order);
           continue;
         }
-        for (Pfn b = pageblock_start_pfn(pfn); b < pfn + Order(order).nr_pages(); b += PageCount(pageblock_nr_pages)) {
+        for (Pfn b = pageblock_start_pfn(pfn); b < pfn + Order(order).nr_pages();
+             b += PageCount(pageblock_nr_pages)) {
           if (ms.pageblock_flags().get(b) != mt) {
-            r.fail("free block pfn {:#x} order {} sits on the {} list but pageblock {:#x} is {}", pfn.value(), order,
-                   migratetype_name(static_cast<MigrateType>(mt)), b.value(),
+            r.fail("free block pfn {:#x} order {} sits on the {} list but pageblock {:#x} is {}",
+                   pfn.value(), order, migratetype_name(static_cast<MigrateType>(mt)), b.value(),
                    migratetype_name(ms.pageblock_flags().get(b)));
           }
         }
@@ -72,14 +75,15 @@ FreeTotals check_free_lists(const MemorySystem& ms, const Zone& z, std::vector<P
         if (mt == MIGRATE_CMA) totals.cma += int64_t{1} << order;
       }
       if (blocks_of_type != area.nr_free_type[mt]) {
-        r.fail("{} zone node {}: order {} {} list has {} blocks, counted {}", z.name(), z.nid(), order,
-               migratetype_name(static_cast<MigrateType>(mt)), blocks_of_type, area.nr_free_type[mt]);
+        r.fail("{} zone node {}: order {} {} list has {} blocks, counted {}", z.name(), z.nid(),
+               order, migratetype_name(static_cast<MigrateType>(mt)), blocks_of_type,
+               area.nr_free_type[mt]);
       }
       blocks += blocks_of_type;
     }
     if (blocks != area.nr_free) {
-      r.fail("{} zone node {}: order {} has {} free blocks, nr_free says {}", z.name(), z.nid(), order, blocks,
-             area.nr_free);
+      r.fail("{} zone node {}: order {} has {} free blocks, nr_free says {}", z.name(), z.nid(),
+             order, blocks, area.nr_free);
     }
   }
   return totals;
@@ -101,12 +105,12 @@ void check_merged(const MemorySystem& ms, const Zone& z, ValidationReport& r) RE
         const Page* buddy = ms.pfn_to_page(buddy_pfn);
         if (!PageBuddy(buddy) || buddy->private_data() != order) continue;
         const MigrateType bmt = ms.pageblock_flags().get(buddy_pfn);
-        const bool may_merge =
-            order < pageblock_order ||
-            (bmt == mt && mt != MIGRATE_ISOLATE) ||
-            (migratetype_is_mergeable(static_cast<MigrateType>(mt)) && migratetype_is_mergeable(bmt));
+        const bool may_merge = order < pageblock_order || (bmt == mt && mt != MIGRATE_ISOLATE) ||
+                               (migratetype_is_mergeable(static_cast<MigrateType>(mt)) &&
+                                migratetype_is_mergeable(bmt));
         if (may_merge && pfn < buddy_pfn) {
-          r.fail("free buddies pfn {:#x} and {:#x} of order {} did not merge", pfn.value(), buddy_pfn.value(), order);
+          r.fail("free buddies pfn {:#x} and {:#x} of order {} did not merge", pfn.value(),
+                 buddy_pfn.value(), order);
         }
       }
     }
@@ -121,12 +125,13 @@ void check_pfn_states(const MemorySystem& ms, const Zone& z, std::vector<PfnStat
     PfnState& s = state[(pfn - zstart).value()];
     const Page* page = ms.pfn_to_page(pfn);
     if (page->zone() != &z) {
-      r.fail("pfn {:#x} lies in the {} zone of node {} but its page says otherwise", pfn.value(), z.name(), z.nid());
+      r.fail("pfn {:#x} lies in the {} zone of node {} but its page says otherwise", pfn.value(),
+             z.name(), z.nid());
     }
     if (s == PfnState::kFree) {
       if (page->refcount() != 0 || PageReserved(page) || page->mapcount() != 0) {
-        r.fail("free pfn {:#x} has refcount {} mapcount {}{}", pfn.value(), page->refcount(), page->mapcount(),
-               PageReserved(page) ? " and is reserved" : "");
+        r.fail("free pfn {:#x} has refcount {} mapcount {}{}", pfn.value(), page->refcount(),
+               page->mapcount(), PageReserved(page) ? " and is reserved" : "");
       }
       continue;
     }
@@ -139,8 +144,10 @@ void check_pfn_states(const MemorySystem& ms, const Zone& z, std::vector<PfnStat
       const Page* head = page->compound_head();
       const Pfn hpfn = ms.page_to_pfn(head);
       const Folio* folio = page_folio(head);
-      if (!folio_test_large(folio) || hpfn >= pfn || hpfn + PageCount(folio_nr_pages(folio)) <= pfn) {
-        r.fail("tail pfn {:#x} points at head {:#x}, which does not cover it", pfn.value(), hpfn.value());
+      if (!folio_test_large(folio) || hpfn >= pfn ||
+          hpfn + PageCount(folio_nr_pages(folio)) <= pfn) {
+        r.fail("tail pfn {:#x} points at head {:#x}, which does not cover it", pfn.value(),
+               hpfn.value());
       }
       s = state[(hpfn - zstart).value()];  // a tail shares its head's state
       continue;
@@ -151,12 +158,14 @@ void check_pfn_states(const MemorySystem& ms, const Zone& z, std::vector<PfnStat
     } else if (page->refcount() > 0) {
       s = PfnState::kAllocated;
     } else {
-      r.fail("pfn {:#x} is neither free, reserved nor in use (refcount {}): leaked", pfn.value(), page->refcount());
+      r.fail("pfn {:#x} is neither free, reserved nor in use (refcount {}): leaked", pfn.value(),
+             page->refcount());
     }
   }
 }
 
-void check_pageblocks(const MemorySystem& ms, const Zone& z, uint64_t nr_isolated, ValidationReport& r) {
+void check_pageblocks(const MemorySystem& ms, const Zone& z, uint64_t nr_isolated,
+                      ValidationReport& r) {
   uint64_t isolated = 0;
   for (Pfn pfn = z.zone_start_pfn(); pfn < z.zone_end_pfn(); pfn += PageCount(pageblock_nr_pages)) {
     const MigrateType mt = ms.pageblock_flags().get(pfn);
@@ -171,8 +180,8 @@ void check_pageblocks(const MemorySystem& ms, const Zone& z, uint64_t nr_isolate
     }
   }
   if (isolated != nr_isolated) {
-    r.fail("{} zone node {}: {} isolated pageblocks, nr_isolate_pageblock says {}", z.name(), z.nid(), isolated,
-           nr_isolated);
+    r.fail("{} zone node {}: {} isolated pageblocks, nr_isolate_pageblock says {}", z.name(),
+           z.nid(), isolated, nr_isolated);
   }
 }
 
@@ -188,13 +197,16 @@ void check_hugetlb_pools(const MemorySystem& ms, ValidationReport& r) {
       for (const ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
         const Folio* f = reinterpret_cast<const Folio*>(page_of(pos));
         ++free;
-        if (!folio_test_hugetlb(f) || folio_ref_count(f) != 0 || folio_order(f) != h.order || folio_nid(f) != n) {
-          r.fail("{} pool of node {} holds pfn {:#x}, which is not a free folio of that size and node", h.name, n,
-                 folio_pfn(f).value());
+        if (!folio_test_hugetlb(f) || folio_ref_count(f) != 0 || folio_order(f) != h.order ||
+            folio_nid(f) != n) {
+          r.fail(
+              "{} pool of node {} holds pfn {:#x}, which is not a free folio of that size and node",
+              h.name, n, folio_pfn(f).value());
         }
       }
       if (free != h.free_huge_pages_node[n]) {
-        r.fail("{} node {}: {} free folios listed, {} counted", h.name, n, free, h.free_huge_pages_node[n]);
+        r.fail("{} node {}: {} free folios listed, {} counted", h.name, n, free,
+               h.free_huge_pages_node[n]);
       }
       total_free += free;
     }
@@ -220,16 +232,16 @@ ValidationReport MemorySystem::validate() const {
       check_pfn_states(*this, z, state, &reserved, r);
       check_pageblocks(*this, z, z.nr_isolate_pageblock(), r);
       if (totals.counted != z.stats().get(NR_FREE_PAGES)) {
-        r.fail("{} zone node {}: {} pages on free lists, nr_free_pages says {}", z.name(), nid, totals.counted,
-               z.stats().get(NR_FREE_PAGES));
+        r.fail("{} zone node {}: {} pages on free lists, nr_free_pages says {}", z.name(), nid,
+               totals.counted, z.stats().get(NR_FREE_PAGES));
       }
       if (totals.cma != z.stats().get(NR_FREE_CMA_PAGES)) {
-        r.fail("{} zone node {}: {} pages on CMA free lists, nr_free_cma says {}", z.name(), nid, totals.cma,
-               z.stats().get(NR_FREE_CMA_PAGES));
+        r.fail("{} zone node {}: {} pages on CMA free lists, nr_free_cma says {}", z.name(), nid,
+               totals.cma, z.stats().get(NR_FREE_CMA_PAGES));
       }
       if (z.managed_pages() + reserved != z.present_pages()) {
-        r.fail("{} zone node {}: managed {} + reserved {} != present {}", z.name(), nid, z.managed_pages(), reserved,
-               z.present_pages());
+        r.fail("{} zone node {}: managed {} + reserved {} != present {}", z.name(), nid,
+               z.managed_pages(), reserved, z.present_pages());
       }
     }
   }

@@ -45,7 +45,8 @@ TEST(Validate, DetectsAFreeBlockOnTheWrongList) {
   // Retype the pageblocks under a free block without moving it.
   ms->pageblock_flags().set(Pfn(0), MIGRATE_UNMOVABLE);
   const auto r = ms->validate();
-  EXPECT_TRUE(mentions(r, "sits on the Movable list but pageblock 0x0 is Unmovable")) << r.to_string();
+  EXPECT_TRUE(mentions(r, "sits on the Movable list but pageblock 0x0 is Unmovable"))
+      << r.to_string();
   ms->pageblock_flags().set(Pfn(0), MIGRATE_MOVABLE);
   EXPECT_TRUE(ms->validate().ok());
 }

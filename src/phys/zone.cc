@@ -7,7 +7,8 @@ namespace pinmm {
 Zone::Zone(MemorySystem& ms, Node& node, ZoneType type)
     : ms_(ms), node_(node), type_(type), mem_map_(ms.mem_map()) {
   for (FreeArea& area : free_area_) {
-    for (ListHead& head : area.free_list) init_list_head(&head);
+    for (ListHead& head : area.free_list)
+      init_list_head(&head);
   }
 }
 
@@ -32,7 +33,8 @@ Zone::FreeCounts Zone::free_counts() const {
   SpinGuard g(lock);
   for (unsigned o = 0; o < NR_PAGE_ORDERS; ++o) {
     c.nr_free[o] = free_area_[o].nr_free;
-    for (unsigned mt = 0; mt < MIGRATE_TYPES; ++mt) c.per_type[mt][o] = free_area_[o].nr_free_type[mt];
+    for (unsigned mt = 0; mt < MIGRATE_TYPES; ++mt)
+      c.per_type[mt][o] = free_area_[o].nr_free_type[mt];
   }
   return c;
 }
@@ -45,7 +47,8 @@ Node::Node(MemorySystem& ms, int nid) : nid_(nid) {
 
 uint64_t Node::node_present_pages() const {
   uint64_t n = 0;
-  for (const auto& z : zones_) n += z->present_pages();
+  for (const auto& z : zones_)
+    n += z->present_pages();
   return n;
 }
 

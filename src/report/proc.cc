@@ -29,7 +29,8 @@ std::string proc_buddyinfo(const MemorySystem& ms) {
   for (int nid = 0; nid < ms.nr_nodes(); ++nid) {
     for_each_zone_in_node(ms, nid, true, [&](const Zone& z) {
       fmt::format_to(it, "Node {}, zone {:>8} ", nid, z.name());
-      for (uint64_t n : z.free_counts().nr_free) fmt::format_to(it, "{:>6} ", n);
+      for (uint64_t n : z.free_counts().nr_free)
+        fmt::format_to(it, "{:>6} ", n);
       fmt::format_to(it, "\n");
     });
   }
@@ -45,7 +46,8 @@ std::string proc_pagetypeinfo(const MemorySystem& ms) {
     fmt::format_to(it, "Pages per block:  {}\n\n", pageblock_nr_pages);
 
     fmt::format_to(it, "{:<43} ", "Free pages count per migrate type at order");
-    for (unsigned o = 0; o < NR_PAGE_ORDERS; ++o) fmt::format_to(it, "{:>6} ", o);
+    for (unsigned o = 0; o < NR_PAGE_ORDERS; ++o)
+      fmt::format_to(it, "{:>6} ", o);
     fmt::format_to(it, "\n");
     for_each_zone_in_node(ms, nid, true, [&](const Zone& z) {
       const Zone::FreeCounts counts = z.free_counts();
@@ -71,13 +73,15 @@ std::string proc_pagetypeinfo(const MemorySystem& ms) {
     fmt::format_to(it, "\n");
     for_each_zone_in_node(ms, nid, true, [&](const Zone& z) {
       std::array<uint64_t, MIGRATE_TYPES> count{};
-      for (Pfn pfn = z.zone_start_pfn(); pfn < z.zone_end_pfn(); pfn += PageCount(pageblock_nr_pages)) {
+      for (Pfn pfn = z.zone_start_pfn(); pfn < z.zone_end_pfn();
+           pfn += PageCount(pageblock_nr_pages)) {
         const Page* page = ms.pfn_to_online_page(pfn);
         if (page == nullptr || page_zone(page) != &z) continue;
         ++count[ms.pageblock_flags().get(pfn)];
       }
       fmt::format_to(it, "Node {}, zone {:>8} ", nid, z.name());
-      for (uint64_t n : count) fmt::format_to(it, "{:>12} ", n);
+      for (uint64_t n : count)
+        fmt::format_to(it, "{:>12} ", n);
       fmt::format_to(it, "\n");
     });
   }
@@ -115,9 +119,9 @@ std::string proc_zoneinfo(const MemorySystem& ms) {
                      "\n        present  {}"
                      "\n        managed  {}"
                      "\n        cma      {}",
-                     z.stats().get(NR_FREE_PAGES), z.watermark_boost(), z.wmark(WMARK_MIN), z.wmark(WMARK_LOW),
-                     z.wmark(WMARK_HIGH), z.wmark(WMARK_PROMO), z.spanned_pages(), z.present_pages(),
-                     z.managed_pages(), z.cma_pages());
+                     z.stats().get(NR_FREE_PAGES), z.watermark_boost(), z.wmark(WMARK_MIN),
+                     z.wmark(WMARK_LOW), z.wmark(WMARK_HIGH), z.wmark(WMARK_PROMO),
+                     z.spanned_pages(), z.present_pages(), z.managed_pages(), z.cma_pages());
       fmt::format_to(it, "\n        protection: ({}", z.lowmem_reserve(static_cast<ZoneType>(0)));
       for (unsigned i = 1; i < MAX_NR_ZONES; ++i) {
         fmt::format_to(it, ", {}", z.lowmem_reserve(static_cast<ZoneType>(i)));
@@ -157,7 +161,8 @@ std::string proc_zoneinfo(const MemorySystem& ms) {
 std::string proc_vmstat(const MemorySystem& ms) {
   fmt::memory_buffer out;
   auto it = std::back_inserter(out);
-  for (const auto& [name, value] : ms.vmstat().lines(HPAGE_PMD_NR)) fmt::format_to(it, "{} {}\n", name, value);
+  for (const auto& [name, value] : ms.vmstat().lines(HPAGE_PMD_NR))
+    fmt::format_to(it, "{} {}\n", name, value);
   return fmt::to_string(out);
 }
 

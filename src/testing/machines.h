@@ -21,15 +21,17 @@ inline std::unique_ptr<MemorySystem> boot_tiny(Bytes memory, Bytes movable = Byt
 }
 
 // nr_free per order of one zone (buddyinfo's numbers).
-inline std::array<uint64_t, NR_PAGE_ORDERS> buddyinfo(const Zone& z) { return z.free_counts().nr_free; }
+inline std::array<uint64_t, NR_PAGE_ORDERS> buddyinfo(const Zone& z) {
+  return z.free_counts().nr_free;
+}
 
 inline uint64_t free_of_type(const Zone& z, MigrateType mt, unsigned order) {
   return z.free_counts().per_type[mt][order];
 }
 
-#define EXPECT_VALID(ms)                        \
-  do {                                          \
-    const auto report_ = (ms).validate();       \
+#define EXPECT_VALID(ms)                              \
+  do {                                                \
+    const auto report_ = (ms).validate();             \
     EXPECT_TRUE(report_.ok()) << report_.to_string(); \
   } while (0)
 

@@ -32,22 +32,22 @@ std::string describe_all(const T& obj) {
 
 }  // namespace pinmm
 
-#define MM_BUG_ON(cond, ...)                                                        \
-  do {                                                                              \
-    if (__builtin_expect(!!(cond), 0))                                              \
-      ::pinmm::mm_bug(#cond, __FILE__, __LINE__,                                    \
-                      ::pinmm::check_detail::describe_all(__VA_ARGS__));            \
+#define MM_BUG_ON(cond, ...)                                             \
+  do {                                                                   \
+    if (__builtin_expect(!!(cond), 0))                                   \
+      ::pinmm::mm_bug(#cond, __FILE__, __LINE__,                         \
+                      ::pinmm::check_detail::describe_all(__VA_ARGS__)); \
   } while (0)
 
-#define MM_WARN_ON_ONCE(cond, ...)                                                  \
-  ({                                                                                \
-    static std::atomic<bool> pinmm_warned_{false};                                  \
-    const bool pinmm_cond_ = !!(cond);                                              \
-    if (__builtin_expect(pinmm_cond_, 0))                                           \
-      ::pinmm::mm_warn(#cond, __FILE__, __LINE__,                                   \
-                       !pinmm_warned_.exchange(true, std::memory_order_relaxed),    \
-                       ::pinmm::check_detail::describe_all(__VA_ARGS__));           \
-    pinmm_cond_;                                                                    \
+#define MM_WARN_ON_ONCE(cond, ...)                                               \
+  ({                                                                             \
+    static std::atomic<bool> pinmm_warned_{false};                               \
+    const bool pinmm_cond_ = !!(cond);                                           \
+    if (__builtin_expect(pinmm_cond_, 0))                                        \
+      ::pinmm::mm_warn(#cond, __FILE__, __LINE__,                                \
+                       !pinmm_warned_.exchange(true, std::memory_order_relaxed), \
+                       ::pinmm::check_detail::describe_all(__VA_ARGS__));        \
+    pinmm_cond_;                                                                 \
   })
 
 #ifdef PINMM_DEBUG

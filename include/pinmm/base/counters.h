@@ -104,11 +104,7 @@ enum NodeStatItem : uint8_t {
 
 // System-wide items. The dirty thresholds of the kernel's list are left out:
 // pinmm has no writeback throttling to compute them from.
-enum VmStatItem : uint8_t {
-  NR_MEMMAP_PAGES,
-  NR_MEMMAP_BOOT_PAGES,
-  NR_VM_STAT_ITEMS
-};
+enum VmStatItem : uint8_t { NR_MEMMAP_PAGES, NR_MEMMAP_BOOT_PAGES, NR_VM_STAT_ITEMS };
 
 enum VmEventItem : uint8_t {
   PGALLOC_NORMAL,
@@ -158,7 +154,8 @@ class StatCounters {
   int64_t get(Item item) const { return v_[item].load(std::memory_order_relaxed); }
   std::array<int64_t, N> snapshot() const {
     std::array<int64_t, N> out{};
-    for (size_t i = 0; i < N; ++i) out[i] = v_[i].load(std::memory_order_relaxed);
+    for (size_t i = 0; i < N; ++i)
+      out[i] = v_[i].load(std::memory_order_relaxed);
     return out;
   }
 

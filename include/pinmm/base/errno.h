@@ -48,7 +48,7 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit by design
-  Result(Errno err) : v_(std::in_place_index<1>, err) {}              // NOLINT: implicit by design
+  Result(Errno err) : v_(std::in_place_index<1>, err) {}             // NOLINT: implicit by design
 
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
@@ -106,9 +106,9 @@ inline long result_to_rc(const Result<void>& r) { return r.ok() ? 0 : r.error().
 
 // TRY(expr): evaluate a Result; on error return the Errno from the enclosing
 // function (which must return Result<U> or Errno); otherwise yield the value.
-#define TRY(expr)                                          \
-  ({                                                       \
-    auto&& pinmm_try_result_ = (expr);                     \
+#define TRY(expr)                                                  \
+  ({                                                               \
+    auto&& pinmm_try_result_ = (expr);                             \
     if (!pinmm_try_result_.ok()) return pinmm_try_result_.error(); \
-    std::move(pinmm_try_result_).value();                  \
+    std::move(pinmm_try_result_).value();                          \
   })

@@ -25,10 +25,11 @@ namespace pinmm {
 
 // Well-known points. Layers add theirs here so that the CLI can list them.
 namespace inject_point {
-inline constexpr std::string_view kAllocPages = "alloc_pages";                  // any buddy allocation
-inline constexpr std::string_view kAllocPagesMovable = "alloc_pages.movable";   // movable migratetype
+inline constexpr std::string_view kAllocPages = "alloc_pages";  // any buddy allocation
+inline constexpr std::string_view kAllocPagesMovable =
+    "alloc_pages.movable";  // movable migratetype
 inline constexpr std::string_view kAllocPagesUnmovable = "alloc_pages.unmovable";
-inline constexpr std::string_view kKmallocPages = "kmalloc_pages";              // kernel allocations
+inline constexpr std::string_view kKmallocPages = "kmalloc_pages";  // kernel allocations
 }  // namespace inject_point
 
 class Injector {

@@ -46,7 +46,9 @@ inline void list_insert_between(ListHead* n, ListHead* prev, ListHead* next) {
 }
 
 // Adds n right after head (stack order).
-inline void list_add(ListHead* n, ListHead* head) { list_insert_between(n, head, head->load_next()); }
+inline void list_add(ListHead* n, ListHead* head) {
+  list_insert_between(n, head, head->load_next());
+}
 // Adds n right before head (queue order).
 inline void list_add_tail(ListHead* n, ListHead* head) {
   list_insert_between(n, head->load_prev(), head);

@@ -59,7 +59,9 @@ class Task {
   }
 
   // Signals may be sent from any thread.
-  void send_signal(Signal s) { signals_.fetch_or(static_cast<uint8_t>(s), std::memory_order_release); }
+  void send_signal(Signal s) {
+    signals_.fetch_or(static_cast<uint8_t>(s), std::memory_order_release);
+  }
   void clear_signals() { signals_.store(0, std::memory_order_release); }
   bool signal_pending() const { return signals_.load(std::memory_order_acquire) != 0; }
   bool fatal_signal_pending() const {

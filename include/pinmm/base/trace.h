@@ -87,10 +87,10 @@ class Tracer {
 
 // PINMM_TRACE(tracer, event, "format", args...): records `event` if it is
 // enabled; neither the format nor the arguments are evaluated otherwise.
-#define PINMM_TRACE(tracer, event, ...)                                     \
-  do {                                                                      \
-    ::pinmm::Tracer& pinmm_tracer_ = (tracer);                              \
-    if (pinmm_tracer_.enabled(::pinmm::TraceEvent::event)) {                \
-      pinmm_tracer_.emit(::pinmm::TraceEvent::event, __VA_ARGS__);          \
-    }                                                                       \
+#define PINMM_TRACE(tracer, event, ...)                            \
+  do {                                                             \
+    ::pinmm::Tracer& pinmm_tracer_ = (tracer);                     \
+    if (pinmm_tracer_.enabled(::pinmm::TraceEvent::event)) {       \
+      pinmm_tracer_.emit(::pinmm::TraceEvent::event, __VA_ARGS__); \
+    }                                                              \
   } while (0)

@@ -37,8 +37,8 @@ struct CmaConfig {
 };
 
 struct HugepageConfig {
-  Bytes page_size;                // 2MiB or 1GiB
-  uint64_t count = 0;             // pages per node if nid is set, else spread over nodes
+  Bytes page_size;     // 2MiB or 1GiB
+  uint64_t count = 0;  // pages per node if nid is set, else spread over nodes
   std::optional<int> nid;
 };
 

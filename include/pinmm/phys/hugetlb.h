@@ -29,7 +29,7 @@ class MemorySystem;
 
 struct Hstate {
   unsigned order = 0;
-  std::string name;  // "hugepages-2048kB"
+  std::string name;                            // "hugepages-2048kB"
   std::vector<ListHead> free_lists;            // per node
   std::vector<uint64_t> nr_huge_pages_node;    // per node
   std::vector<uint64_t> free_huge_pages_node;  // per node

@@ -26,12 +26,7 @@ inline constexpr unsigned HPAGE_PUD_ORDER = 18;
 inline constexpr int NUMA_NO_NODE = -1;
 inline constexpr int MAX_NUMNODES = 64;
 
-enum ZoneType : uint8_t {
-  ZONE_NORMAL,
-  ZONE_MOVABLE,
-  ZONE_DEVICE,
-  MAX_NR_ZONES
-};
+enum ZoneType : uint8_t { ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE, MAX_NR_ZONES };
 
 const char* zone_type_name(ZoneType z);  // "Normal", "Movable", "Device"
 
@@ -52,7 +47,9 @@ const char* migratetype_name(MigrateType mt);  // "Unmovable", "Movable", … "I
 
 inline bool is_migrate_cma(MigrateType mt) { return mt == MIGRATE_CMA; }
 inline bool is_migrate_isolate(MigrateType mt) { return mt == MIGRATE_ISOLATE; }
-inline bool is_migrate_movable(MigrateType mt) { return mt == MIGRATE_MOVABLE || mt == MIGRATE_CMA; }
+inline bool is_migrate_movable(MigrateType mt) {
+  return mt == MIGRATE_MOVABLE || mt == MIGRATE_CMA;
+}
 // Free pages of these types may merge with buddies of another of these types.
 inline bool migratetype_is_mergeable(MigrateType mt) { return mt < MIGRATE_PCPTYPES; }
 

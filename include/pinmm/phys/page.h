@@ -164,7 +164,8 @@ struct alignas(16) Page {
       return;
     }
     MM_DCHECK(type() == PageType::kNone, this);
-    f.fetch_or(uint64_t{static_cast<uint8_t>(t)} << page_detail::kTypeShift, std::memory_order_relaxed);
+    f.fetch_or(uint64_t{static_cast<uint8_t>(t)} << page_detail::kTypeShift,
+               std::memory_order_relaxed);
   }
 
   // ---- compound pages ----
@@ -189,8 +190,12 @@ struct alignas(16) Page {
   void set_mapping(uintptr_t m) { page_detail::ref(mapping_).store(m, std::memory_order_release); }
   uint64_t index() const { return page_detail::ref(index_).load(std::memory_order_relaxed); }
   void set_index(uint64_t i) { page_detail::ref(index_).store(i, std::memory_order_relaxed); }
-  uint64_t private_data() const { return page_detail::ref(private_).load(std::memory_order_relaxed); }
-  void set_private_data(uint64_t p) { page_detail::ref(private_).store(p, std::memory_order_relaxed); }
+  uint64_t private_data() const {
+    return page_detail::ref(private_).load(std::memory_order_relaxed);
+  }
+  void set_private_data(uint64_t p) {
+    page_detail::ref(private_).store(p, std::memory_order_relaxed);
+  }
   Zone* zone() const { return page_detail::ref(zone_).load(std::memory_order_relaxed); }
   void set_zone(Zone* z) { page_detail::ref(zone_).store(z, std::memory_order_relaxed); }
 };
@@ -223,12 +228,12 @@ inline uint64_t folio_nr_pages(const Folio* f) { return uint64_t{1} << folio_ord
 inline uint64_t folio_size(const Folio* f) { return folio_nr_pages(f) << PAGE_SHIFT; }
 
 // Flag tests on a folio read the head page, as FOLIO_FLAG(..., FOLIO_HEAD_PAGE).
-#define PINMM_FOLIO_FLAG(name, bit)                                             \
-  inline bool folio_test_##name(const Folio* f) { return f->page.test(bit); }  \
-  inline void folio_set_##name(Folio* f) { f->page.set(bit); }                 \
-  inline void folio_clear_##name(Folio* f) { f->page.clear(bit); }             \
-  inline void __folio_set_##name(Folio* f) { f->page.__set(bit); }             \
-  inline void __folio_clear_##name(Folio* f) { f->page.__clear(bit); }         \
+#define PINMM_FOLIO_FLAG(name, bit)                                                 \
+  inline bool folio_test_##name(const Folio* f) { return f->page.test(bit); }       \
+  inline void folio_set_##name(Folio* f) { f->page.set(bit); }                      \
+  inline void folio_clear_##name(Folio* f) { f->page.clear(bit); }                  \
+  inline void __folio_set_##name(Folio* f) { f->page.__set(bit); }                  \
+  inline void __folio_clear_##name(Folio* f) { f->page.__clear(bit); }              \
   inline bool folio_test_set_##name(Folio* f) { return f->page.test_and_set(bit); } \
   inline bool folio_test_clear_##name(Folio* f) { return f->page.test_and_clear(bit); }
 
@@ -293,14 +298,16 @@ inline bool folio_ref_try_add(Folio* f, int nr) {
   int old = r.load(std::memory_order_relaxed);
   do {
     if (old == 0) return false;
-  } while (!r.compare_exchange_weak(old, old + nr, std::memory_order_acquire, std::memory_order_relaxed));
+  } while (!r.compare_exchange_weak(old, old + nr, std::memory_order_acquire,
+                                    std::memory_order_relaxed));
   return true;
 }
 inline bool folio_try_get(Folio* f) { return folio_ref_try_add(f, 1); }
 // Replaces `expected` references by 0 atomically; fails if the count differs.
 inline bool folio_ref_freeze(Folio* f, int expected) {
   int e = expected;
-  return page_detail::ref(f->page.refcount_).compare_exchange_strong(e, 0, std::memory_order_acquire);
+  return page_detail::ref(f->page.refcount_)
+      .compare_exchange_strong(e, 0, std::memory_order_acquire);
 }
 inline void folio_ref_unfreeze(Folio* f, int count) {
   MM_DCHECK(folio_ref_count(f) == 0, &f->page);

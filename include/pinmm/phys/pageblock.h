@@ -27,7 +27,9 @@ class PageblockFlags {
 
   MigrateType get(Pfn pfn) const;
   void set(Pfn pfn, MigrateType mt);
-  uint64_t bytes() const { return (nr_blocks_ + kBlocksPerWord - 1) / kBlocksPerWord * sizeof(uint64_t); }
+  uint64_t bytes() const {
+    return (nr_blocks_ + kBlocksPerWord - 1) / kBlocksPerWord * sizeof(uint64_t);
+  }
 
  private:
   static constexpr unsigned kBitsPerBlock = 4;
@@ -45,6 +47,8 @@ void set_pageblock_migratetype(Page* page, MigrateType mt);
 void change_pageblock_range(Page* page, unsigned order, MigrateType mt);
 
 inline Pfn pageblock_start_pfn(Pfn pfn) { return pfn.align_down(kPageblockOrder); }
-inline Pfn pageblock_end_pfn(Pfn pfn) { return pageblock_start_pfn(pfn) + PageCount(pageblock_nr_pages); }
+inline Pfn pageblock_end_pfn(Pfn pfn) {
+  return pageblock_start_pfn(pfn) + PageCount(pageblock_nr_pages);
+}
 
 }  // namespace pinmm

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "pinmm/base/counters.h"
@@ -161,7 +162,8 @@ class Zone {
                                  uint64_t* num_movable) REQUIRES(lock);
   uint64_t __move_freepages_block(Pfn start_pfn, MigrateType old_mt, MigrateType new_mt)
       REQUIRES(lock);
-  int find_suitable_fallback(unsigned order, MigrateType mt, bool* can_steal) REQUIRES(lock);
+  std::optional<MigrateType> find_suitable_fallback(unsigned order, MigrateType mt, bool* can_steal)
+      REQUIRES(lock);
   Pfn find_large_buddy(Pfn start_pfn) REQUIRES(lock);
   bool move_freepages_block_isolate(Page* page, MigrateType mt) REQUIRES(lock);
   bool zone_watermark_ok(unsigned order, uint64_t mark, ZoneType highest_zoneidx,
