@@ -28,30 +28,27 @@ Task& current() {
 CurrentTask::CurrentTask(Task& task) : saved_(t_current) { t_current = &task; }
 CurrentTask::~CurrentTask() { t_current = saved_; }
 
-unsigned memalloc_pin_save() {
+namespace {
+
+// Sets `flag` on the current task; returns whether it was set before.
+unsigned task_flag_save(uint32_t flag) {
   Task& t = current();
-  const unsigned old = t.flags() & PF_MEMALLOC_PIN;
-  t.set_flags(PF_MEMALLOC_PIN);
+  const unsigned old = t.flags() & flag;
+  t.set_flags(flag);
   return old;
 }
 
-void memalloc_pin_restore(unsigned flags) {
+void task_flag_restore(uint32_t flag, unsigned saved) {
   Task& t = current();
-  t.clear_flags(PF_MEMALLOC_PIN);
-  t.set_flags(flags & PF_MEMALLOC_PIN);
+  t.clear_flags(flag);
+  t.set_flags(saved & flag);
 }
 
-unsigned memalloc_noreclaim_save() {
-  Task& t = current();
-  const unsigned old = t.flags() & PF_MEMALLOC;
-  t.set_flags(PF_MEMALLOC);
-  return old;
-}
+}  // namespace
 
-void memalloc_noreclaim_restore(unsigned flags) {
-  Task& t = current();
-  t.clear_flags(PF_MEMALLOC);
-  t.set_flags(flags & PF_MEMALLOC);
-}
+unsigned memalloc_pin_save() { return task_flag_save(PF_MEMALLOC_PIN); }
+void memalloc_pin_restore(unsigned flags) { task_flag_restore(PF_MEMALLOC_PIN, flags); }
+unsigned memalloc_noreclaim_save() { return task_flag_save(PF_MEMALLOC); }
+void memalloc_noreclaim_restore(unsigned flags) { task_flag_restore(PF_MEMALLOC, flags); }
 
 }  // namespace pinmm
