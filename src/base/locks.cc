@@ -19,12 +19,16 @@ const char* lock_rank_name(LockRank rank) {
       return "i_mmap_rwsem";
     case LockRank::kAnonVma:
       return "anon_vma_rwsem";
+    case LockRank::kPudLock:
+      return "page_table_lock";
     case LockRank::kPmdLock:
       return "pmd_lock";
     case LockRank::kPteLock:
       return "pte_lock";
     case LockRank::kMappingPages:
       return "i_pages_lock";
+    case LockRank::kLruBatch:
+      return "lru_add_batch_lock";
     case LockRank::kLruLock:
       return "lru_lock";
     case LockRank::kHugetlbLock:

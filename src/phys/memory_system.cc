@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "pinmm/base/rcu.h"
 #include "pinmm/base/task.h"
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/gfp.h"
@@ -32,12 +33,13 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
   if (!config.check().empty()) return Errno(EINVAL);
   const uint64_t nr_pfns = config.total_memory().pages().value();
 
-  void* map = ::mmap(nullptr, nr_pfns * sizeof(Page), PROT_READ | PROT_WRITE,
+  // One descriptor and frame more than RAM: the zero page (see zero_page()).
+  void* map = ::mmap(nullptr, (nr_pfns + 1) * sizeof(Page), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (map == MAP_FAILED) return Errno(ENOMEM);
-  auto frames = FrameStore::create(nr_pfns);
+  auto frames = FrameStore::create(nr_pfns + 1);
   if (!frames.ok()) {
-    ::munmap(map, nr_pfns * sizeof(Page));
+    ::munmap(map, (nr_pfns + 1) * sizeof(Page));
     return frames.error();
   }
 
@@ -45,6 +47,7 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
       new MemorySystem(config, nr_pfns, static_cast<Page*>(map), std::move(frames).value()));
   ms->build_topology();
   ms->init_memmap();
+  ms->init_zero_page();
   ms->reserve_boot_memory();
   ms->release_boot_memory();
   ms->build_zonelists();
@@ -103,13 +106,17 @@ MemorySystem::MemorySystem(const MachineConfig& config, uint64_t nr_pfns, Page* 
       nr_pfns_(nr_pfns),
       mem_map_(mem_map),
       frames_(std::move(frames)),
-      pageblock_flags_(nr_pfns),
+      pageblock_flags_(nr_pfns + 1),
+      zero_pfn_(nr_pfns),
+      lru_batches_(std::make_unique<LruAddBatch[]>(static_cast<size_t>(config.cpus))),
       tracer_(size_t{1} << 20, config.cpus),
       wait_table_(std::make_unique<FolioWaitTable>()) {}
 
 MemorySystem::~MemorySystem() {
+  // Page tables and other memory freed through RCU must be back first.
+  rcu::barrier();
   hugetlb_.reset();
-  ::munmap(mem_map_, nr_pfns_ * sizeof(Page));
+  ::munmap(mem_map_, (nr_pfns_ + 1) * sizeof(Page));
 }
 
 void MemorySystem::build_topology() {
@@ -138,6 +145,17 @@ void MemorySystem::build_topology() {
     start += pages;
   }
   hugetlb_ = std::make_unique<HugetlbPools>(*this);
+}
+
+void MemorySystem::init_zero_page() {
+  // The zero page lives in a frame after the end of RAM, reserved like a page
+  // of the kernel image, so it never takes a page from any zone. It belongs
+  // to node 0's kernel zone for lookups (page_zone, page_to_pfn).
+  Page* zp = pfn_to_page(zero_pfn_);
+  zp->set_zone(&zone(0, ZONE_NORMAL));
+  zp->store_flags(uint64_t{1} << PG_reserved);
+  folio_set_count(reinterpret_cast<Folio*>(zp), 1);
+  pageblock_flags_.set(zero_pfn_, MIGRATE_UNMOVABLE);
 }
 
 void MemorySystem::init_memmap() {

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include "pinmm/phys/hugetlb.h"
+#include "pinmm/phys/lru.h"
 #include "pinmm/phys/memory_system.h"
 #include "pinmm/phys/page_alloc.h"
 #include "pinmm/phys/zone.h"
@@ -27,10 +28,12 @@ namespace {
 
 // Last reference gone: hand the folio to whoever frees its kind.
 void __folio_put(Folio* folio) {
+  MM_BUG_ON(is_zero_folio(folio), folio);
   if (folio_test_hugetlb(folio)) {
     page_memory_system(&folio->page).hugetlb().free_huge_folio(folio);
     return;
   }
+  folio_lru_release(folio);
   free_frozen_pages(&folio->page, Order(folio_order(folio)));
 }
 

@@ -677,9 +677,15 @@ void prep_compound_page(Page* head, unsigned order) {
   page_detail::ref(first_tail->pincount_).store(0, std::memory_order_relaxed);
 }
 
+bool is_zero_folio(const Folio* folio) {
+  return page_memory_system(&folio->page).zero_page() == &folio->page;
+}
+
 bool folio_is_longterm_pinnable(const Folio* folio) {
+  // The CMA/isolate test comes first, then the zero-page exemption.
   const MigrateType mt = get_pageblock_migratetype(&folio->page);
   if (mt == MIGRATE_CMA || mt == MIGRATE_ISOLATE) return false;
+  if (is_zero_folio(folio)) return true;
   return folio_zone(folio)->type() != ZONE_MOVABLE;
 }
 

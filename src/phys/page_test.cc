@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/page_alloc.h"
 #include "testing/machines.h"
 
@@ -96,7 +97,7 @@ TEST(PageDeathTest, FreeingAPageWithStateIsABug) {
       {
         auto ms = boot_tiny(Bytes::MiB(4));
         Folio* f = folio_alloc(*ms, GFP_KERNEL, Order(0));
-        folio_set_lru(f);  // still on an LRU list
+        folio_lock(f);  // freed while still locked
         folio_put(f);
       },
       "BUG");

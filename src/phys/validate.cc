@@ -216,6 +216,40 @@ void check_hugetlb_pools(const MemorySystem& ms, ValidationReport& r) {
   }
 }
 
+// LRU lists: every folio on a list is a live head with PG_lru, on the list
+// its flags name, of this node; list sizes agree with the counters.
+void check_lru(const MemorySystem& ms, int nid, ValidationReport& r) {
+  const Node& node = ms.node(nid);
+  const LruVec& lv = node.lruvec();
+  std::array<int64_t, NR_LRU_LISTS> pages{};
+  SpinGuard g(lv.lru_lock);
+  for (unsigned l = 0; l < NR_LRU_LISTS; ++l) {
+    uint64_t folios = 0;
+    const ListHead* head = &lv.lists[l];
+    for (const ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
+      const Folio* f = reinterpret_cast<const Folio*>(page_of(pos));
+      ++folios;
+      pages[l] += static_cast<int64_t>(folio_nr_pages(f));
+      if (!folio_test_lru(f) || f->page.is_tail() || folio_ref_count(f) <= 0 ||
+          folio_nid(f) != nid || folio_lru_list(f) != l) {
+        r.fail("node {} {} list holds pfn {:#x}, which does not belong there (refcount {}, lru {})",
+               nid, lru_list_name(static_cast<LruList>(l)), folio_pfn(f).value(),
+               folio_ref_count(f), folio_test_lru(f));
+      }
+    }
+    if (folios != lv.nr_folios[l]) {
+      r.fail("node {} {} list has {} folios, counted {}", nid,
+             lru_list_name(static_cast<LruList>(l)), folios, lv.nr_folios[l]);
+    }
+    const auto item = static_cast<NodeStatItem>(int{NR_INACTIVE_ANON} + static_cast<int>(l));
+    if (pages[l] != node.stats().get(item)) {
+      r.fail("node {} {} list holds {} pages, {} says {}", nid,
+             lru_list_name(static_cast<LruList>(l)), pages[l], vmstat_name(item),
+             node.stats().get(item));
+    }
+  }
+}
+
 }  // namespace
 
 ValidationReport MemorySystem::validate() const {
@@ -245,6 +279,8 @@ ValidationReport MemorySystem::validate() const {
       }
     }
   }
+  for (int nid = 0; nid < nr_nodes(); ++nid)
+    check_lru(*this, nid, r);
   check_hugetlb_pools(*this, r);
   return r;
 }

@@ -11,10 +11,12 @@
 //     folio lock (PG_locked bit, phys/folio_lock.h)       kFolioLock
 //       i_mmap rwsem (file mapping)                       kIMmap
 //         anon_vma rwsem                                  kAnonVma
-//           PMD lock / mm page_table_lock                 kPmdLock
-//             PTE-table lock (split)                      kPteLock
-//               page-cache xarray lock (i_pages)          kMappingPages
-//                 LRU lock (lruvec)                       kLruLock
+//           mm page_table_lock (PUD level)            kPudLock
+//             PMD lock (split, per PMD table)             kPmdLock
+//               PTE-table lock (split)                    kPteLock
+//                 page-cache xarray lock (i_pages)        kMappingPages
+//                   per-CPU LRU add batch                 kLruBatch
+//                     LRU lock (lruvec)                   kLruLock
 //                   hugetlb_lock                          kHugetlbLock
 //                     zone->lock                          kZoneLock
 //                       pin-owner table                   kPinTable
@@ -31,9 +33,11 @@ enum class LockRank : uint16_t {
   kFolioLock = 200,
   kIMmap = 300,
   kAnonVma = 310,
+  kPudLock = 390,
   kPmdLock = 400,
   kPteLock = 410,
   kMappingPages = 500,
+  kLruBatch = 550,
   kLruLock = 600,
   kHugetlbLock = 650,
   kZoneLock = 700,

@@ -30,6 +30,7 @@
 #include "pinmm/base/validate.h"
 #include "pinmm/phys/config.h"
 #include "pinmm/phys/frame_store.h"
+#include "pinmm/phys/lru.h"
 #include "pinmm/phys/page.h"
 #include "pinmm/phys/pageblock.h"
 #include "pinmm/phys/zone.h"
@@ -106,6 +107,16 @@ class MemorySystem {
   FolioWaitTable& wait_table() { return *wait_table_; }
   HugetlbPools& hugetlb() { return *hugetlb_; }
   const HugetlbPools& hugetlb() const { return *hugetlb_; }
+  LruAddBatch& lru_add_batch(int cpu) { return lru_batches_[cpu]; }
+  const LruAddBatch& lru_add_batch(int cpu) const { return lru_batches_[cpu]; }
+  std::atomic<int>& lru_disable_count() { return lru_disable_count_; }
+  bool lru_cache_disabled() const { return lru_disable_count_.load(std::memory_order_acquire) > 0; }
+
+  // The shared zero page (empty_zero_page): mapped read-only wherever
+  // anonymous memory is read before it is written. Its frame lies just past
+  // the end of RAM (pfn max_pfn()), so it is outside every zone's counts.
+  Page* zero_page() const { return pfn_to_page(zero_pfn_); }
+  bool is_zero_pfn(Pfn pfn) const { return pfn == zero_pfn_; }
 
   // vm.min_free_kbytes in effect.
   uint64_t min_free_kbytes() const { return min_free_kbytes_; }
@@ -133,6 +144,7 @@ class MemorySystem {
 
   void build_topology();
   void init_memmap();
+  void init_zero_page();
   std::optional<Pfn> reserve_top_down(int nid, PageCount nr, Order align, Pfn below) const;
   void reserve_boot_memory();
   void release_boot_memory();
@@ -156,6 +168,9 @@ class MemorySystem {
   };
   std::vector<BootRange> boot_ranges_;
   uint64_t min_free_kbytes_ = 0;
+  Pfn zero_pfn_{0};
+  std::unique_ptr<LruAddBatch[]> lru_batches_;
+  std::atomic<int> lru_disable_count_{0};
 
   Tracer tracer_;
   Injector injector_;

@@ -353,8 +353,13 @@ int page_to_nid(const Page* page);
 inline int folio_nid(const Folio* f) { return page_to_nid(&f->page); }
 MemorySystem& page_memory_system(const Page* page);
 
+// The shared zero page.
+bool is_zero_folio(const Folio* folio);
+inline bool is_zero_page(const Page* page) { return is_zero_folio(page_folio(page)); }
+
 // folio_is_longterm_pinnable (KERNEL-SPEC 5.1): false for folios in CMA or
-// isolated pageblocks and in ZONE_MOVABLE; true otherwise.
+// isolated pageblocks (checked first) and in ZONE_MOVABLE; true for the
+// zero page and everything else.
 bool folio_is_longterm_pinnable(const Folio* folio);
 
 // Folio reference release: frees the folio when the last reference goes.

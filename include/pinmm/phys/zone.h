@@ -23,6 +23,7 @@
 #include "pinmm/base/list.h"
 #include "pinmm/base/locks.h"
 #include "pinmm/base/types.h"
+#include "pinmm/phys/lru.h"
 #include "pinmm/phys/mmzone.h"
 #include "pinmm/phys/page.h"
 
@@ -208,6 +209,8 @@ class Node {
 
   NodeStats& stats() { return stats_; }
   const NodeStats& stats() const { return stats_; }
+  LruVec& lruvec() { return lruvec_; }
+  const LruVec& lruvec() const { return lruvec_; }
 
   // Zones allocations from this node try, in order: this node's zones from
   // the highest down, then the other nodes' (ZONELIST_FALLBACK); or this
@@ -226,6 +229,7 @@ class Node {
   uint64_t spanned_pages_ = 0;
   std::array<std::unique_ptr<Zone>, MAX_NR_ZONES> zones_;
   NodeStats stats_;
+  LruVec lruvec_;
   std::vector<Zone*> zonelist_fallback_;
   std::vector<Zone*> zonelist_nofallback_;
 };
