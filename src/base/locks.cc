@@ -271,6 +271,11 @@ void RwSem::down_write() {
   acquire_write(Wait::kUninterruptible);
 }
 
+void RwSem::down_write_nested() {
+  lockdep::acquire(this, rank_, lockdep::Acquire::kNested);
+  acquire_write(Wait::kUninterruptible);
+}
+
 bool RwSem::down_write_killable() {
   if (current().fatal_signal_pending()) return false;
   lockdep::acquire(this, rank_, lockdep::Acquire::kBlocking);

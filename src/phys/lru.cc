@@ -14,8 +14,11 @@ void update_lru_size(Folio* folio, LruList lru, int64_t nr_folios) {
   MemorySystem& ms = page_memory_system(&folio->page);
   const int64_t nr_pages = nr_folios * static_cast<int64_t>(folio_nr_pages(folio));
   // The LRU items of both stat enums are in LruList order.
-  ms.node(folio_nid(folio)).stats().add(static_cast<NodeStatItem>(int{NR_INACTIVE_ANON} + lru), nr_pages);
-  folio_zone(folio)->stats().add(static_cast<ZoneStatItem>(int{NR_ZONE_INACTIVE_ANON} + lru), nr_pages);
+  ms.node(folio_nid(folio))
+      .stats()
+      .add(static_cast<NodeStatItem>(int{NR_INACTIVE_ANON} + lru), nr_pages);
+  folio_zone(folio)->stats().add(static_cast<ZoneStatItem>(int{NR_ZONE_INACTIVE_ANON} + lru),
+                                 nr_pages);
 }
 
 void lruvec_add_folio(LruVec& lv, Folio* folio) REQUIRES(lv.lru_lock) {
@@ -42,14 +45,16 @@ void folio_batch_move_lru(Folio** folios, unsigned nr) {
     folio_set_lru(folio);
     lruvec_add_folio(lv, folio);
   }
-  for (unsigned i = 0; i < nr; ++i) folio_put(folios[i]);
+  for (unsigned i = 0; i < nr; ++i)
+    folio_put(folios[i]);
 }
 
 // Empties a batch under its lock and returns what it held.
 unsigned take_batch(LruAddBatch& b, std::array<Folio*, LruAddBatch::kSize>& out) {
   SpinGuard g(b.lock);
   const unsigned nr = b.nr;
-  for (unsigned i = 0; i < nr; ++i) out[i] = b.folios[i];
+  for (unsigned i = 0; i < nr; ++i)
+    out[i] = b.folios[i];
   b.nr = 0;
   return nr;
 }
@@ -80,7 +85,8 @@ const char* lru_list_name(LruList l) {
 }
 
 LruVec::LruVec() NO_THREAD_SAFETY_ANALYSIS {
-  for (ListHead& l : lists) init_list_head(&l);
+  for (ListHead& l : lists)
+    init_list_head(&l);
 }
 
 LruList folio_lru_list(const Folio* folio) {
@@ -102,7 +108,8 @@ void folio_add_lru(Folio* folio) {
     b.folios[b.nr++] = folio;
     if (b.nr == LruAddBatch::kSize || folio_test_large(folio) || ms.lru_cache_disabled()) {
       nr = b.nr;
-      for (unsigned i = 0; i < nr; ++i) full[i] = b.folios[i];
+      for (unsigned i = 0; i < nr; ++i)
+        full[i] = b.folios[i];
       b.nr = 0;
     }
   }
@@ -118,7 +125,8 @@ void lru_add_drain_cpu(MemorySystem& ms, int cpu) {
 void lru_add_drain(MemorySystem& ms) { lru_add_drain_cpu(ms, current_cpu(ms)); }
 
 void lru_add_drain_all(MemorySystem& ms) {
-  for (int cpu = 0; cpu < ms.config().cpus; ++cpu) lru_add_drain_cpu(ms, cpu);
+  for (int cpu = 0; cpu < ms.config().cpus; ++cpu)
+    lru_add_drain_cpu(ms, cpu);
 }
 
 void lru_cache_disable(MemorySystem& ms) {

@@ -56,7 +56,8 @@ TEST(Lru, BatchDrainsWhenFullAndForLargeFolios) {
   EXPECT_TRUE(folio_test_lru(large));
   EXPECT_EQ(ms->vmstat()[NR_INACTIVE_ANON], 35);
   EXPECT_VALID(*ms);
-  for (Folio* f : folios) folio_put(f);
+  for (Folio* f : folios)
+    folio_put(f);
   folio_put(large);
   EXPECT_EQ(ms->vmstat()[NR_INACTIVE_ANON], 0);
 }
@@ -150,10 +151,12 @@ TEST(LruConcurrent, AddDrainIsolateFree) {
           mine.erase(mine.begin());
         }
       }
-      for (Folio* f : mine) folio_put(f);
+      for (Folio* f : mine)
+        folio_put(f);
     });
   }
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   lru_add_drain_all(*ms);
   EXPECT_VALID(*ms);
   EXPECT_EQ(ms->vmstat()[NR_INACTIVE_ANON], 0);

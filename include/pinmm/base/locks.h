@@ -94,6 +94,9 @@ class CAPABILITY("rwsem") RwSem {
   void up_read() RELEASE_SHARED();
 
   void down_write() ACQUIRE();
+  // A second lock of the same rank (fork takes the child's mmap lock while
+  // holding the parent's).
+  void down_write_nested() ACQUIRE();
   [[nodiscard]] bool down_write_killable() TRY_ACQUIRE(true);
   [[nodiscard]] bool down_write_trylock() TRY_ACQUIRE(true);
   void up_write() RELEASE();

@@ -32,6 +32,10 @@ class FrameStore {
   ~FrameStore();
 
   std::byte* frame(Pfn pfn) const { return base_ + (pfn.value() << PAGE_SHIFT); }
+  // The frame a pointer into the store lies in.
+  Pfn pfn_of(const void* p) const {
+    return Pfn(static_cast<uint64_t>(static_cast<const std::byte*>(p) - base_) >> PAGE_SHIFT);
+  }
   void zero(Pfn pfn, PageCount n) const;
   void poison(Pfn pfn, PageCount n) const;
   // Offset of the first byte in [pfn, pfn+n) that is not PAGE_POISON.

@@ -116,6 +116,7 @@ class MemorySystem {
   // anonymous memory is read before it is written. Its frame lies just past
   // the end of RAM (pfn max_pfn()), so it is outside every zone's counts.
   Page* zero_page() const { return pfn_to_page(zero_pfn_); }
+  Pfn zero_pfn() const { return zero_pfn_; }
   bool is_zero_pfn(Pfn pfn) const { return pfn == zero_pfn_; }
 
   // vm.min_free_kbytes in effect.
