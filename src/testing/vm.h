@@ -29,7 +29,8 @@ struct VmMachine {
   int64_t free_pages() const { return ms->vmstat()[NR_FREE_PAGES]; }
 };
 
-inline VirtAddr map_anon(Mm& mm, uint64_t len, int prot = PROT_READ | PROT_WRITE, int flags = MAP_PRIVATE) {
+inline VirtAddr map_anon(Mm& mm, uint64_t len, int prot = PROT_READ | PROT_WRITE,
+                         int flags = MAP_PRIVATE) {
   auto r = vm_mmap(mm, VirtAddr(0), len, prot, flags | MAP_ANONYMOUS);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().name());
   return r.ok() ? *r : VirtAddr(0);
@@ -65,16 +66,17 @@ inline pmd_t pmd_at(Mm& mm, VirtAddr addr) {
 // The page mapped at addr (PTE or PMD leaf), or nullptr.
 inline Page* page_at(Mm& mm, VirtAddr addr) {
   const pmd_t pmd = pmd_at(mm, addr);
-  if (pmd_leaf(pmd)) return mm.ms().pfn_to_page(pmd_pfn(pmd) + PageCount((addr.value() % PMD_SIZE) >> PAGE_SHIFT));
+  if (pmd_leaf(pmd))
+    return mm.ms().pfn_to_page(pmd_pfn(pmd) + PageCount((addr.value() % PMD_SIZE) >> PAGE_SHIFT));
   const pte_t pte = pte_at(mm, addr);
   if (!(pte.val & _PAGE_PRESENT)) return nullptr;
   return mm.ms().pfn_to_page(pte_pfn(pte));
 }
 
-#define EXPECT_VM_VALID(vm)                            \
-  do {                                                 \
-    const auto report_ = ::pinmm::validate_vm(vm);     \
-    EXPECT_TRUE(report_.ok()) << report_.to_string();  \
+#define EXPECT_VM_VALID(vm)                           \
+  do {                                                \
+    const auto report_ = ::pinmm::validate_vm(vm);    \
+    EXPECT_TRUE(report_.ok()) << report_.to_string(); \
   } while (0)
 
 }  // namespace pinmm::testing

@@ -25,7 +25,8 @@ std::byte* hw_translate(Mm& mm, VirtAddr addr, Access access) {
   if (pud_leaf(pudval)) {
     if (!(pudval.val & _PAGE_PRESENT) || (write && !pud_write(pudval))) return nullptr;
     const uint64_t set = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
-    if ((pudval.val & set) != set && !entry_cmpxchg(pud, pudval, pud_t{pudval.val | set})) return nullptr;
+    if ((pudval.val & set) != set && !entry_cmpxchg(pud, pudval, pud_t{pudval.val | set}))
+      return nullptr;
     return mm.ms().frames().frame(pud_pfn(pudval)) + (addr.value() & (PUD_SIZE - 1));
   }
   pmd_t* pmd = table_entries<pmd_t>(mm.ms(), pud_pfn(pudval)) + pmd_index(addr);
@@ -34,7 +35,8 @@ std::byte* hw_translate(Mm& mm, VirtAddr addr, Access access) {
   if (pmd_leaf(pmdval)) {
     if (!(pmdval.val & _PAGE_PRESENT) || (write && !pmd_write(pmdval))) return nullptr;
     const uint64_t set = _PAGE_ACCESSED | (write ? _PAGE_DIRTY : 0);
-    if ((pmdval.val & set) != set && !entry_cmpxchg(pmd, pmdval, pmd_t{pmdval.val | set})) return nullptr;
+    if ((pmdval.val & set) != set && !entry_cmpxchg(pmd, pmdval, pmd_t{pmdval.val | set}))
+      return nullptr;
     return mm.ms().frames().frame(pmd_pfn(pmdval)) + (addr.value() & (PMD_SIZE - 1));
   }
   pte_t* ptep = pte_offset_map(mm, pmdval, addr);
@@ -52,12 +54,15 @@ Result<void> user_fault(Mm& mm, VirtAddr addr, Access access) {
   Vma* vma = mm.vma_lookup(addr);
   if (vma == nullptr) return Errno(EFAULT);  // SIGSEGV
   const bool write = access == Access::kWrite;
-  if (write ? !any(vma->vm_flags & VM_WRITE) : !any(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC))) {
+  if (write ? !any(vma->vm_flags & VM_WRITE)
+            : !any(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC))) {
     return Errno(EFAULT);  // access_error: SIGSEGV
   }
-  const VmFault ret = handle_mm_fault(vma, addr, (write ? FAULT_FLAG_WRITE : FAULT_FLAG_NONE) | FAULT_FLAG_USER);
+  const VmFault ret =
+      handle_mm_fault(vma, addr, (write ? FAULT_FLAG_WRITE : FAULT_FLAG_NONE) | FAULT_FLAG_USER);
   if (any(ret & VM_FAULT_OOM)) return Errno(ENOMEM);
-  if (any(ret & (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE))) {
+  if (any(ret &
+          (VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE))) {
     return Errno(EFAULT);
   }
   return {};
@@ -93,13 +98,15 @@ Result<void> access_range(Mm& mm, VirtAddr addr, size_t len, Access access, Copy
 }  // namespace
 
 Result<void> copy_from_user(Mm& mm, std::span<std::byte> dst, VirtAddr src) {
-  return access_range(mm, src, dst.size(), Access::kRead,
-                      [&](const std::byte* p, size_t off, size_t n) { std::memcpy(dst.data() + off, p, n); });
+  return access_range(
+      mm, src, dst.size(), Access::kRead,
+      [&](const std::byte* p, size_t off, size_t n) { std::memcpy(dst.data() + off, p, n); });
 }
 
 Result<void> copy_to_user(Mm& mm, VirtAddr dst, std::span<const std::byte> src) {
-  return access_range(mm, dst, src.size(), Access::kWrite,
-                      [&](std::byte* p, size_t off, size_t n) { std::memcpy(p, src.data() + off, n); });
+  return access_range(mm, dst, src.size(), Access::kWrite, [&](std::byte* p, size_t off, size_t n) {
+    std::memcpy(p, src.data() + off, n);
+  });
 }
 
 }  // namespace pinmm

@@ -36,11 +36,18 @@ AddressSpace* folio_mapping(const Folio* folio) {
 // ---- File ----
 
 File::File(VmContext& vm, FsType type, std::string name, uint64_t size, unsigned huge_order)
-    : vm_(vm), type_(type), name_(std::move(name)), huge_order_(huge_order), mapping_(*this), size_(size) {}
+    : vm_(vm),
+      type_(type),
+      name_(std::move(name)),
+      huge_order_(huge_order),
+      mapping_(*this),
+      size_(size) {}
 
-std::shared_ptr<File> File::create(VmContext& vm, FsType type, std::string name, uint64_t size, Bytes huge_page_size) {
+std::shared_ptr<File> File::create(VmContext& vm, FsType type, std::string name, uint64_t size,
+                                   Bytes huge_page_size) {
   unsigned order = 0;
-  if (type == FsType::kHugetlbfs) order = huge_page_size == Bytes::GiB(1) ? HPAGE_PUD_ORDER : HPAGE_PMD_ORDER;
+  if (type == FsType::kHugetlbfs)
+    order = huge_page_size == Bytes::GiB(1) ? HPAGE_PUD_ORDER : HPAGE_PMD_ORDER;
   return std::shared_ptr<File>(new File(vm, type, std::move(name), size, order));
 }
 
@@ -50,12 +57,16 @@ File::~File() {
   std::vector<Folio*> folios;
   {
     SpinGuard g(mapping_.i_pages_lock);
-    for (const auto& [index, folio] : mapping_.i_pages) folios.push_back(folio);
+    for (const auto& [index, folio] : mapping_.i_pages) {
+      folio_get(folio);  // our own reference: removal drops the cache's
+      folios.push_back(folio);
+    }
   }
   for (Folio* folio : folios) {
     folio_lock(folio);
     filemap_remove_folio(folio);
     folio_unlock(folio);
+    folio_put(folio);
   }
   if (reserved_huge_pages != 0) {
     HugetlbPools& pools = vm_.ms().hugetlb();
@@ -128,7 +139,8 @@ void filemap_remove_folio(Folio* folio) {
   }
   if (folio_test_dirty(folio)) {
     MemorySystem& ms = page_memory_system(&folio->page);
-    if (!folio_test_hugetlb(folio)) ms.node(folio_nid(folio)).stats().add(NR_FILE_DIRTY, -static_cast<int64_t>(nr));
+    if (!folio_test_hugetlb(folio))
+      ms.node(folio_nid(folio)).stats().add(NR_FILE_DIRTY, -static_cast<int64_t>(nr));
     folio_clear_dirty(folio);
   }
   mod_file_stats(folio, -static_cast<int64_t>(nr));
@@ -196,7 +208,8 @@ namespace {
 // express.)
 bool lock_folio_or_retry(Folio* folio, VmFaultInfo& vmf, VmFault* ret) NO_THREAD_SAFETY_ANALYSIS {
   if (folio_trylock(folio)) return true;
-  const bool first_try = any(vmf.flags & FAULT_FLAG_ALLOW_RETRY) && !any(vmf.flags & FAULT_FLAG_TRIED);
+  const bool first_try =
+      any(vmf.flags & FAULT_FLAG_ALLOW_RETRY) && !any(vmf.flags & FAULT_FLAG_TRIED);
   if (first_try) {
     *ret = VM_FAULT_RETRY;
     if (any(vmf.flags & FAULT_FLAG_RETRY_NOWAIT)) return false;  // mmap lock kept
@@ -303,7 +316,8 @@ void unmap_mapping_range(File& file, uint64_t from_index, bool even_cows) {
     const uint64_t first = std::max(from_index, vma->vm_pgoff);
     const VirtAddr start = vma_address(vma, first);
     Mm& mm = vma->vm_mm();
-    const MmuNotifierRange range{&mm, start, vma->vm_end, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_CLEAR, nullptr};
+    const MmuNotifierRange range{
+        &mm, start, vma->vm_end, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_CLEAR, nullptr};
     mmu_notifier_invalidate_range_start(range);
     {
       MmuGather tlb(mm);
@@ -316,7 +330,8 @@ void unmap_mapping_range(File& file, uint64_t from_index, bool even_cows) {
 // ---- truncate, I/O, writeback ----
 
 Result<void> File::truncate(uint64_t new_size) {
-  if (is_hugetlbfs() && new_size % (uint64_t{1} << (huge_order_ + PAGE_SHIFT)) != 0) return Errno(EINVAL);
+  if (is_hugetlbfs() && new_size % (uint64_t{1} << (huge_order_ + PAGE_SHIFT)) != 0)
+    return Errno(EINVAL);
   uint64_t old_size;
   {
     MutexGuard g(size_lock_);
@@ -346,7 +361,8 @@ Result<void> File::truncate(uint64_t new_size) {
   if (new_size % PAGE_SIZE != 0) {
     if (Folio* folio = filemap_get_folio(mapping_, new_size >> PAGE_SHIFT)) {
       const uint64_t off = new_size % PAGE_SIZE;
-      std::byte* frame = vm_.ms().frames().frame(folio_pfn(folio) + PageCount((new_size >> PAGE_SHIFT) - folio->page.index()));
+      std::byte* frame = vm_.ms().frames().frame(
+          folio_pfn(folio) + PageCount((new_size >> PAGE_SHIFT) - folio->page.index()));
       std::memset(frame + off, 0, PAGE_SIZE - off);
       folio_put(folio);
     }
@@ -365,7 +381,8 @@ Result<uint64_t> File::pread(std::span<std::byte> buf, uint64_t offset) {
     const uint64_t in_page = pos % PAGE_SIZE;
     const uint64_t chunk = std::min(len - done, PAGE_SIZE - in_page);
     if (Folio* folio = filemap_get_folio(mapping_, index)) {
-      const std::byte* src = vm_.ms().frames().frame(folio_pfn(folio) + PageCount(index - folio->page.index()));
+      const std::byte* src =
+          vm_.ms().frames().frame(folio_pfn(folio) + PageCount(index - folio->page.index()));
       std::memcpy(buf.data() + done, src + in_page, chunk);
       folio_put(folio);
     } else {
@@ -389,9 +406,11 @@ Result<uint64_t> File::pwrite(std::span<const std::byte> buf, uint64_t offset) {
     const uint64_t in_page = pos % PAGE_SIZE;
     const uint64_t chunk = std::min<uint64_t>(buf.size() - done, PAGE_SIZE - in_page);
     const GetFolioResult r = filemap_get_or_create_locked(*this, index, GFP_HIGHUSER_MOVABLE);
-    if (r.folio == nullptr) return done != 0 ? Result<uint64_t>(done) : Result<uint64_t>(Errno(ENOMEM));
+    if (r.folio == nullptr)
+      return done != 0 ? Result<uint64_t>(done) : Result<uint64_t>(Errno(ENOMEM));
     folio_wait_writeback(r.folio);
-    std::byte* dst = vm_.ms().frames().frame(folio_pfn(r.folio) + PageCount(index - r.folio->page.index()));
+    std::byte* dst =
+        vm_.ms().frames().frame(folio_pfn(r.folio) + PageCount(index - r.folio->page.index()));
     std::memcpy(dst + in_page, buf.data() + done, chunk);
     folio_mark_dirty(r.folio);
     folio_unlock(r.folio);
@@ -409,8 +428,12 @@ void folio_mkclean(Folio* folio) {
   rmap_walk(folio, [folio](Vma* vma, VirtAddr) {
     bool changed = false;
     Mm& mm = vma->vm_mm();
-    const MmuNotifierRange range{&mm, vma->vm_start, vma->vm_end, MMU_NOTIFIER_RANGE_BLOCKABLE,
-                                 MMU_NOTIFY_PROTECTION_PAGE, nullptr};
+    const MmuNotifierRange range{&mm,
+                                 vma->vm_start,
+                                 vma->vm_end,
+                                 MMU_NOTIFIER_RANGE_BLOCKABLE,
+                                 MMU_NOTIFY_PROTECTION_PAGE,
+                                 nullptr};
     mmu_notifier_invalidate_range_start(range);
     page_vma_mapped_walk(folio, vma, false, [&](PageVmaMapped& m) {
       if (m.pte != nullptr) {

@@ -19,7 +19,8 @@ namespace {
 constexpr uint64_t kSpecialPmd = _PAGE_SPECIAL;
 
 bool is_huge_zero_pmd(const Mm& mm, pmd_t pmd) {
-  return pmd_leaf(pmd) && mm.vm().is_huge_zero_folio(reinterpret_cast<const Folio*>(mm.ms().pfn_to_page(pmd_pfn(pmd))));
+  return pmd_leaf(pmd) && mm.vm().is_huge_zero_folio(
+                              reinterpret_cast<const Folio*>(mm.ms().pfn_to_page(pmd_pfn(pmd))));
 }
 
 // ---- deposited page tables (PMD lock held) ----
@@ -82,7 +83,8 @@ VmFault do_huge_pmd_anonymous_page(VmFaultInfo& vmf) {
   MemorySystem& ms = mm.ms();
   const VirtAddr haddr(vmf.address.value() & HPAGE_PMD_MASK);
   if (!anon_vma_prepare(vma).ok()) return VM_FAULT_OOM;
-  if (!any(vmf.flags & FAULT_FLAG_WRITE) && mm.vm().thp_use_zero_page()) return map_huge_zero(vmf, haddr);
+  if (!any(vmf.flags & FAULT_FLAG_WRITE) && mm.vm().thp_use_zero_page())
+    return map_huge_zero(vmf, haddr);
 
   Folio* folio = folio_alloc(ms, vma_thp_gfp_mask(vma) | __GFP_ZERO, Order(HPAGE_PMD_ORDER));
   if (folio == nullptr) {
@@ -211,7 +213,8 @@ void __split_huge_pmd_locked(Vma* vma, pmd_t* pmd, VirtAddr haddr) {
   }
   if (is_huge_zero_pmd(mm, old)) {
     const pte_t zero = pte_mkspecial(pfn_pte(ms.zero_pfn(), vma_wrprotect_prot(vma)));
-    for (unsigned i = 0; i < HPAGE_PMD_NR; ++i) set_pte(ptes + i, zero);
+    for (unsigned i = 0; i < HPAGE_PMD_NR; ++i)
+      set_pte(ptes + i, zero);
     set_pmd(pmd, pmd_table(page_to_pfn(pgtable)));
     return;
   }
@@ -222,7 +225,8 @@ void __split_huge_pmd_locked(Vma* vma, pmd_t* pmd, VirtAddr haddr) {
   // One reference per PTE instead of one for the PMD.
   folio_ref_add(folio, static_cast<int>(HPAGE_PMD_NR) - 1);
   if (anon) {
-    folio_add_anon_rmap_ptes(folio, page, HPAGE_PMD_NR, vma, haddr, anon_exclusive ? RMAP_EXCLUSIVE : RMAP_NONE);
+    folio_add_anon_rmap_ptes(folio, page, HPAGE_PMD_NR, vma, haddr,
+                             anon_exclusive ? RMAP_EXCLUSIVE : RMAP_NONE);
   } else {
     folio_add_file_rmap_ptes(folio, page, HPAGE_PMD_NR, vma);
   }
@@ -243,8 +247,8 @@ void __split_huge_pmd_locked(Vma* vma, pmd_t* pmd, VirtAddr haddr) {
 void split_huge_pmd(Vma* vma, pmd_t* pmd, VirtAddr address) {
   Mm& mm = vma->vm_mm();
   const VirtAddr haddr(address.value() & HPAGE_PMD_MASK);
-  const MmuNotifierRange range{&mm, haddr, haddr + HPAGE_PMD_SIZE, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_CLEAR,
-                               nullptr};
+  const MmuNotifierRange range{
+      &mm, haddr, haddr + HPAGE_PMD_SIZE, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_CLEAR, nullptr};
   mmu_notifier_invalidate_range_start(range);
   SpinLock* ptl = &pmd_lockptr(mm, pmd);
   ptl_lock(ptl);
@@ -279,7 +283,8 @@ void zap_huge_pmd(Vma* vma, pmd_t* pmd, VirtAddr addr, MmuGather& tlb, const Zap
     folio = page_folio(mm.ms().pfn_to_page(pmd_pfn(v)));
   }
   if (folio != nullptr && details.only_mapping != nullptr &&
-      (folio_test_anon(folio) ? !details.even_cows : folio_mapping(folio) != details.only_mapping)) {
+      (folio_test_anon(folio) ? !details.even_cows
+                              : folio_mapping(folio) != details.only_mapping)) {
     ptl_unlock(ptl);
     return;
   }
@@ -287,7 +292,8 @@ void zap_huge_pmd(Vma* vma, pmd_t* pmd, VirtAddr addr, MmuGather& tlb, const Zap
   tlb.need_flush();
   tlb.remove_table(pgtable_trans_huge_withdraw(mm, pmd));
   if (folio != nullptr) {
-    mm.add_mm_counter(folio_test_anon(folio) ? MM_ANONPAGES : MM_FILEPAGES, -static_cast<int64_t>(HPAGE_PMD_NR));
+    mm.add_mm_counter(folio_test_anon(folio) ? MM_ANONPAGES : MM_FILEPAGES,
+                      -static_cast<int64_t>(HPAGE_PMD_NR));
     if (pmd_leaf(v)) {
       folio_remove_rmap_pmd(folio, &folio->page, vma);
       tlb.remove_folio(folio);
@@ -360,7 +366,8 @@ void change_huge_pmd(Vma* vma, pmd_t* pmd, VirtAddr addr) {
       pmd_t entry = pmd_modify(old, vma->vm_page_prot);
       // An exclusive anon THP may become writable right away.
       Page* head = mm.ms().pfn_to_page(pmd_pfn(old));
-      if (any(vma->vm_flags & VM_WRITE) && !any(vma->vm_flags & VM_SHARED) && PageAnonExclusive(head)) {
+      if (any(vma->vm_flags & VM_WRITE) && !any(vma->vm_flags & VM_SHARED) &&
+          PageAnonExclusive(head)) {
         entry = pmd_mkwrite(entry);
       }
       set_pmd(pmd, entry);

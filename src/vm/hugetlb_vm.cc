@@ -21,7 +21,9 @@ unsigned huge_page_order_of(const Vma* vma) { return vma->vm_file->huge_order();
 
 namespace {
 
-uint64_t huge_page_size(const Vma* vma) { return uint64_t{1} << (huge_page_order_of(vma) + PAGE_SHIFT); }
+uint64_t huge_page_size(const Vma* vma) {
+  return uint64_t{1} << (huge_page_order_of(vma) + PAGE_SHIFT);
+}
 
 Hstate& hstate_of(const Vma* vma) {
   return *vma->vm_mm().ms().hugetlb().hstate_for_order(huge_page_order_of(vma));
@@ -33,19 +35,24 @@ struct HugeEntry {
   pud_t* pud = nullptr;
   uint64_t get() const { return pmd != nullptr ? pmdp_get(pmd).val : pudp_get(pud).val; }
   void set(uint64_t v) const {
-    if (pmd != nullptr) set_pmd(pmd, pmd_t{v});
-    else set_pud(pud, pud_t{v});
+    if (pmd != nullptr)
+      set_pmd(pmd, pmd_t{v});
+    else
+      set_pud(pud, pud_t{v});
   }
   uint64_t get_and_clear() const {
     return pmd != nullptr ? entry_get_and_clear(pmd).val : entry_get_and_clear(pud).val;
   }
-  SpinLock* lock(const Mm& mm) const { return pmd != nullptr ? &pmd_lockptr(mm, pmd) : &pud_lockptr(mm, pud); }
+  SpinLock* lock(const Mm& mm) const {
+    return pmd != nullptr ? &pmd_lockptr(mm, pmd) : &pud_lockptr(mm, pud);
+  }
   explicit operator bool() const { return pmd != nullptr || pud != nullptr; }
 };
 
 Result<HugeEntry> huge_entry_alloc(Vma* vma, VirtAddr haddr) {
   Mm& mm = vma->vm_mm();
-  if (huge_page_order_of(vma) == HPAGE_PUD_ORDER) return HugeEntry{nullptr, TRY(pud_alloc(mm, haddr))};
+  if (huge_page_order_of(vma) == HPAGE_PUD_ORDER)
+    return HugeEntry{nullptr, TRY(pud_alloc(mm, haddr))};
   pmd_t* pmd = TRY(pmd_alloc(mm, haddr));
   if (pmd == nullptr) return Errno(EFAULT);
   return HugeEntry{pmd, nullptr};
@@ -59,8 +66,10 @@ HugeEntry huge_entry_offset(Vma* vma, VirtAddr haddr) {
 
 uint64_t make_huge_entry(const Vma* vma, Pfn pfn, bool writable) {
   uint64_t v = (pfn.value() << PAGE_SHIFT) | vma->vm_page_prot.val | _PAGE_PSE | _PAGE_ACCESSED;
-  if (writable) v |= _PAGE_RW | _PAGE_DIRTY;
-  else v &= ~_PAGE_RW;
+  if (writable)
+    v |= _PAGE_RW | _PAGE_DIRTY;
+  else
+    v &= ~_PAGE_RW;
   return v;
 }
 
@@ -200,8 +209,9 @@ VmFault hugetlb_wp(Vma* vma, VirtAddr haddr, const HugeEntry& entry, FaultFlags 
   }
   copy_huge_page(ms, copy, old_folio);
   folio_set_uptodate(copy);
-  const MmuNotifierRange range{&mm, haddr, haddr + huge_page_size(vma), MMU_NOTIFIER_RANGE_BLOCKABLE,
-                               MMU_NOTIFY_CLEAR, nullptr};
+  const MmuNotifierRange range{
+      &mm,    haddr, haddr + huge_page_size(vma), MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_CLEAR,
+      nullptr};
   mmu_notifier_invalidate_range_start(range);
   ptl_lock(ptl);
   Folio* to_put = copy;
@@ -240,7 +250,8 @@ VmFault hugetlb_fault(Vma* vma, VirtAddr address, FaultFlags flags) {
   }
   SpinLock* ptl = entry->lock(mm);
   ptl_lock(ptl);
-  if (entry->get() == v) entry->set(v | _PAGE_ACCESSED | (any(flags & FAULT_FLAG_WRITE) ? _PAGE_DIRTY : 0));
+  if (entry->get() == v)
+    entry->set(v | _PAGE_ACCESSED | (any(flags & FAULT_FLAG_WRITE) ? _PAGE_DIRTY : 0));
   ptl_unlock(ptl);
   return VM_FAULT_NONE;
 }
@@ -314,7 +325,8 @@ Result<void> copy_hugetlb_page_range(Vma* dst_vma, Vma* src_vma) {
   return result;
 }
 
-void unmap_hugepage_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb, const ZapDetails& details) {
+void unmap_hugepage_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb,
+                          const ZapDetails& details) {
   Mm& mm = vma->vm_mm();
   const uint64_t sz = huge_page_size(vma);
   for (VirtAddr addr(start.value() & ~(sz - 1)); addr < end; addr = addr + sz) {
@@ -334,7 +346,8 @@ void unmap_hugepage_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb
     }
     Folio* folio = page_folio(mm.ms().pfn_to_page(entry_pfn(pte_t{v})));
     if (details.only_mapping != nullptr &&
-        (folio_test_anon(folio) ? !details.even_cows : folio_mapping(folio) != details.only_mapping)) {
+        (folio_test_anon(folio) ? !details.even_cows
+                                : folio_mapping(folio) != details.only_mapping)) {
       ptl_unlock(ptl);
       continue;
     }
@@ -359,7 +372,8 @@ void hugetlb_change_protection(Vma* vma, VirtAddr start, VirtAddr end, MmuGather
     if (huge_present(v)) {
       const uint64_t keep = PTE_PFN_MASK | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_PSE;
       e.set((v & keep) | vma->vm_page_prot.val);
-    } else if (v != 0 && !any(vma->vm_flags & VM_WRITE) && is_writable_migration_entry(swp_entry_t{v})) {
+    } else if (v != 0 && !any(vma->vm_flags & VM_WRITE) &&
+               is_writable_migration_entry(swp_entry_t{v})) {
       e.set(make_readable_migration_entry(swp_offset_pfn(swp_entry_t{v})).val);
     }
     ptl_unlock(ptl);

@@ -19,10 +19,12 @@ struct ZapDetails {
   const void* only_mapping = nullptr;
   bool even_cows = true;
 };
-void zap_page_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb, const ZapDetails& details = {});
+void zap_page_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb,
+                    const ZapDetails& details = {});
 // Frees the page-table pages covering [start, end) that lie entirely within
 // [floor, ceiling) (the gap left by the unmapped VMAs).
-void free_pgtables(Mm& mm, VirtAddr start, VirtAddr end, VirtAddr floor, VirtAddr ceiling, MmuGather& tlb);
+void free_pgtables(Mm& mm, VirtAddr start, VirtAddr end, VirtAddr floor, VirtAddr ceiling,
+                   MmuGather& tlb);
 // fork: copies the page-table entries of src_vma into dst_vma's mm.
 Result<void> copy_page_range(Vma* dst_vma, Vma* src_vma);
 // mprotect: applies the VMA's new vm_page_prot to its entries in [start, end).
@@ -65,7 +67,8 @@ void change_huge_pmd(Vma* vma, pmd_t* pmd, VirtAddr addr);
 // ---- hugetlb_vm.cc ----
 VmFault hugetlb_fault(Vma* vma, VirtAddr address, FaultFlags flags);
 Result<void> copy_hugetlb_page_range(Vma* dst_vma, Vma* src_vma);
-void unmap_hugepage_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb, const ZapDetails& details);
+void unmap_hugepage_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb,
+                          const ZapDetails& details);
 void hugetlb_change_protection(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb);
 // Reservations (KERNEL-SPEC: hugetlb_reserve_pages): ENOMEM if the pool
 // cannot back the mapping.

@@ -20,10 +20,17 @@ inline constexpr std::string_view kMigrationEntryWait = "migration_entry_wait";
 
 std::string vm_fault_to_string(VmFault f) {
   static constexpr std::pair<VmFault, const char*> kNames[] = {
-      {VM_FAULT_OOM, "OOM"},         {VM_FAULT_SIGBUS, "SIGBUS"},       {VM_FAULT_MAJOR, "MAJOR"},
-      {VM_FAULT_HWPOISON, "HWPOISON"}, {VM_FAULT_HWPOISON_LARGE, "HWPOISON_LARGE"},
-      {VM_FAULT_SIGSEGV, "SIGSEGV"}, {VM_FAULT_NOPAGE, "NOPAGE"},       {VM_FAULT_LOCKED, "LOCKED"},
-      {VM_FAULT_RETRY, "RETRY"},     {VM_FAULT_FALLBACK, "FALLBACK"},   {VM_FAULT_DONE_COW, "DONE_COW"},
+      {VM_FAULT_OOM, "OOM"},
+      {VM_FAULT_SIGBUS, "SIGBUS"},
+      {VM_FAULT_MAJOR, "MAJOR"},
+      {VM_FAULT_HWPOISON, "HWPOISON"},
+      {VM_FAULT_HWPOISON_LARGE, "HWPOISON_LARGE"},
+      {VM_FAULT_SIGSEGV, "SIGSEGV"},
+      {VM_FAULT_NOPAGE, "NOPAGE"},
+      {VM_FAULT_LOCKED, "LOCKED"},
+      {VM_FAULT_RETRY, "RETRY"},
+      {VM_FAULT_FALLBACK, "FALLBACK"},
+      {VM_FAULT_DONE_COW, "DONE_COW"},
       {VM_FAULT_COMPLETED, "COMPLETED"},
   };
   if (!any(f)) return "0";
@@ -69,7 +76,8 @@ Page* vm_normal_page(const Vma* vma, VirtAddr addr, pte_t pte) {
 }
 
 bool thp_vma_allowable(const Vma* vma, VirtAddr addr) {
-  if (!vma_is_anonymous(vma) || any(vma->vm_flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB | VM_NOHUGEPAGE))) {
+  if (!vma_is_anonymous(vma) ||
+      any(vma->vm_flags & (VM_SHARED | VM_SPECIAL | VM_HUGETLB | VM_NOHUGEPAGE))) {
     return false;
   }
   switch (vma->vm_mm().vm().thp_enabled()) {
@@ -87,8 +95,8 @@ bool thp_vma_allowable(const Vma* vma, VirtAddr addr) {
 
 namespace {
 bool vma_wants_writenotify(const Vma* vma) {
-  return any(vma->vm_flags & VM_SHARED) && any(vma->vm_flags & VM_WRITE) && vma->vm_ops != nullptr &&
-         vma->vm_ops->page_mkwrite != nullptr;
+  return any(vma->vm_flags & VM_SHARED) && any(vma->vm_flags & VM_WRITE) &&
+         vma->vm_ops != nullptr && vma->vm_ops->page_mkwrite != nullptr;
 }
 }  // namespace
 
@@ -193,8 +201,9 @@ VmFault wp_page_copy(VmFaultInfo& vmf) {
   if (!pfn_is_zero) ms.frames().copy(folio_pfn(new_folio), page_to_pfn(vmf.page), PageCount(1));
   folio_set_uptodate(new_folio);
 
-  const MmuNotifierRange range{&mm, vmf.address, vmf.address + PAGE_SIZE, MMU_NOTIFIER_RANGE_BLOCKABLE,
-                               MMU_NOTIFY_CLEAR, nullptr};
+  const MmuNotifierRange range{
+      &mm,    vmf.address, vmf.address + PAGE_SIZE, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_CLEAR,
+      nullptr};
   mmu_notifier_invalidate_range_start(range);
   LockedPte lp = pte_offset_map_lock(mm, vmf.pmd, vmf.address);
   Folio* to_put = new_folio;
@@ -455,8 +464,12 @@ VmFault remove_device_exclusive_entry(VmFaultInfo& vmf) {
   Page* page = mm.ms().pfn_to_page(swp_offset_pfn(entry));
   Folio* folio = page_folio(page);
   if (!folio_try_get(folio)) return VM_FAULT_NONE;
-  const MmuNotifierRange range{&mm, vmf.address, vmf.address + PAGE_SIZE, MMU_NOTIFIER_RANGE_BLOCKABLE,
-                               MMU_NOTIFY_EXCLUSIVE, nullptr};
+  const MmuNotifierRange range{&mm,
+                               vmf.address,
+                               vmf.address + PAGE_SIZE,
+                               MMU_NOTIFIER_RANGE_BLOCKABLE,
+                               MMU_NOTIFY_EXCLUSIVE,
+                               nullptr};
   mmu_notifier_invalidate_range_start(range);
   folio_lock(folio);
   LockedPte lp = pte_offset_map_lock(mm, vmf.pmd, vmf.address);
@@ -487,7 +500,8 @@ VmFault do_device_private_fault(VmFaultInfo& vmf) {
   if (!got) return VM_FAULT_NONE;
   vmf.page = page;
   DevPagemap* pgmap = page_pgmap(page);
-  MM_BUG_ON(pgmap == nullptr || pgmap->ops == nullptr || pgmap->ops->migrate_to_ram == nullptr, page);
+  MM_BUG_ON(pgmap == nullptr || pgmap->ops == nullptr || pgmap->ops->migrate_to_ram == nullptr,
+            page);
   const VmFault ret = VmFault{pgmap->ops->migrate_to_ram(vmf)};
   put_page(page);
   return ret;
@@ -593,8 +607,8 @@ VmFault handle_mm_fault(Vma* vma, VirtAddr address, FaultFlags flags) {
     if (MM_WARN_ON_ONCE(any(flags & FAULT_FLAG_WRITE))) return VM_FAULT_SIGSEGV;
     if (!is_cow_mapping(vma->vm_flags)) return VM_FAULT_SIGSEGV;
   }
-  const VmFault ret =
-      is_vm_hugetlb_page(vma) ? hugetlb_fault(vma, address, flags) : __handle_mm_fault(vma, address, flags);
+  const VmFault ret = is_vm_hugetlb_page(vma) ? hugetlb_fault(vma, address, flags)
+                                              : __handle_mm_fault(vma, address, flags);
   if (any(ret & VM_FAULT_MAJOR)) ms.events().inc(PGMAJFAULT);
   return ret;
 }
@@ -636,8 +650,10 @@ void zap_pte(Vma* vma, pte_t* ptep, VirtAddr addr, MmuGather& tlb, const ZapDeta
     if (is_device_private_entry(e) || is_device_exclusive_entry(e)) {
       // The entry held a mapping (and, for device pages, a reference).
       folio_remove_rmap_pte(folio, page, vma);
-      if (is_device_private_entry(e)) folio_put(folio);
-      else tlb.remove_folio(folio);
+      if (is_device_private_entry(e))
+        folio_put(folio);
+      else
+        tlb.remove_folio(folio);
     }
     // A migration entry: the migrating thread holds the folio; nothing to drop.
     return;
@@ -647,7 +663,8 @@ void zap_pte(Vma* vma, pte_t* ptep, VirtAddr addr, MmuGather& tlb, const ZapDeta
 
 }  // namespace
 
-void zap_page_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb, const ZapDetails& details) {
+void zap_page_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb,
+                    const ZapDetails& details) {
   if (is_vm_hugetlb_page(vma)) {
     unmap_hugepage_range(vma, start, end, tlb, details);
     return;
@@ -702,19 +719,22 @@ bool range_within(uint64_t lo, uint64_t hi, VirtAddr floor, VirtAddr ceiling) {
 
 }  // namespace
 
-void free_pgtables(Mm& mm, VirtAddr start, VirtAddr end, VirtAddr floor, VirtAddr ceiling, MmuGather& tlb) {
+void free_pgtables(Mm& mm, VirtAddr start, VirtAddr end, VirtAddr floor, VirtAddr ceiling,
+                   MmuGather& tlb) {
   const MemorySystem& ms = mm.ms();
   for (uint64_t g = start.value() & ~(PGDIR_SIZE - 1); g < end.value(); g += PGDIR_SIZE) {
     pgd_t* pgd = pgd_offset(mm, VirtAddr(g));
     const pgd_t pgdval = pgdp_get(pgd);
     if (!pgd_present(pgdval)) continue;
     pud_t* puds = table_entries<pud_t>(ms, entry_pfn(pgdval));
-    for (uint64_t u = std::max(g, start.value() & PUD_MASK); u < std::min(end.value(), g + PGDIR_SIZE); u += PUD_SIZE) {
+    for (uint64_t u = std::max(g, start.value() & PUD_MASK);
+         u < std::min(end.value(), g + PGDIR_SIZE); u += PUD_SIZE) {
       pud_t* pud = puds + pud_index(VirtAddr(u));
       const pud_t pudval = pudp_get(pud);
       if (!pud_present(pudval) || pud_leaf(pudval)) continue;
       pmd_t* pmds = table_entries<pmd_t>(ms, pud_pfn(pudval));
-      for (uint64_t m = std::max(u, start.value() & PMD_MASK); m < std::min(end.value(), u + PUD_SIZE); m += PMD_SIZE) {
+      for (uint64_t m = std::max(u, start.value() & PMD_MASK);
+           m < std::min(end.value(), u + PUD_SIZE); m += PMD_SIZE) {
         pmd_t* pmd = pmds + pmd_index(VirtAddr(m));
         const pmd_t pmdval = pmdp_get(pmd);
         if (!pmd_is_table(pmdval) || !range_within(m, m + PMD_SIZE, floor, ceiling)) continue;
@@ -722,12 +742,14 @@ void free_pgtables(Mm& mm, VirtAddr start, VirtAddr end, VirtAddr floor, VirtAdd
         set_pmd(pmd, pmd_t{0});
         tlb.remove_table(ms.pfn_to_page(pmd_pfn(pmdval)));
       }
-      if (range_within(u, u + PUD_SIZE, floor, ceiling) && table_empty<pmd_t>(ms, pud_pfn(pudval))) {
+      if (range_within(u, u + PUD_SIZE, floor, ceiling) &&
+          table_empty<pmd_t>(ms, pud_pfn(pudval))) {
         set_pud(pud, pud_t{0});
         tlb.remove_table(ms.pfn_to_page(pud_pfn(pudval)));
       }
     }
-    if (range_within(g, g + PGDIR_SIZE, floor, ceiling) && table_empty<pud_t>(ms, entry_pfn(pgdval))) {
+    if (range_within(g, g + PGDIR_SIZE, floor, ceiling) &&
+        table_empty<pud_t>(ms, entry_pfn(pgdval))) {
       set_pgd(pgd, pgd_t{0});
       tlb.remove_table(ms.pfn_to_page(entry_pfn(pgdval)));
     }
@@ -822,13 +844,18 @@ void copy_nonpresent_pte(Vma* dst_vma, Vma* src_vma, pte_t* dst_pte, pte_t* src_
 Result<void> copy_page_range(Vma* dst_vma, Vma* src_vma) {
   // Only VMAs with anonymous pages (or PFN maps) need their entries copied;
   // the child faults file pages in on demand.
-  if (src_vma->anon_vma == nullptr && !any(src_vma->vm_flags & (VM_PFNMAP | VM_MIXEDMAP))) return {};
+  if (src_vma->anon_vma == nullptr && !any(src_vma->vm_flags & (VM_PFNMAP | VM_MIXEDMAP)))
+    return {};
   if (is_vm_hugetlb_page(src_vma)) return copy_hugetlb_page_range(dst_vma, src_vma);
   Mm& src_mm = src_vma->vm_mm();
   Mm& dst_mm = dst_vma->vm_mm();
   const bool cow = is_cow_mapping(src_vma->vm_flags);
-  const MmuNotifierRange range{&src_mm, src_vma->vm_start, src_vma->vm_end, MMU_NOTIFIER_RANGE_BLOCKABLE,
-                               MMU_NOTIFY_PROTECTION_PAGE, nullptr};
+  const MmuNotifierRange range{&src_mm,
+                               src_vma->vm_start,
+                               src_vma->vm_end,
+                               MMU_NOTIFIER_RANGE_BLOCKABLE,
+                               MMU_NOTIFY_PROTECTION_PAGE,
+                               nullptr};
   if (cow) {
     mmu_notifier_invalidate_range_start(range);
     // GUP-fast pinning concurrently must see an odd count and back off.
@@ -956,7 +983,8 @@ void change_protection(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb) {
         const pte_t old = ptep_get(ptep);
         if (pte_present(old)) {
           pte_t pte = pte_modify(old, vma->vm_page_prot);
-          if (try_writable && !pte_write(pte) && can_change_pte_writable(vma, a, pte)) pte = pte_mkwrite(pte);
+          if (try_writable && !pte_write(pte) && can_change_pte_writable(vma, a, pte))
+            pte = pte_mkwrite(pte);
           set_pte(ptep, pte);
         } else if (is_swap_pte(old)) {
           const swp_entry_t e = pte_to_swp_entry(old);
@@ -972,7 +1000,8 @@ void change_protection(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb) {
               if (is_migration_entry_dirty(e)) r = make_migration_entry_dirty(r);
               set_pte(ptep, swp_entry_to_pte(r));
             } else if (is_writable_device_private_entry(e)) {
-              set_pte(ptep, swp_entry_to_pte(make_readable_device_private_entry(swp_offset_pfn(e))));
+              set_pte(ptep,
+                      swp_entry_to_pte(make_readable_device_private_entry(swp_offset_pfn(e))));
             }
           }
         }

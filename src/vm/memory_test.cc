@@ -100,9 +100,9 @@ TEST(AnonFault, FaultCountersFollowTheKernel) {
   MmHandle mm = Mm::create(m.vm);
   const VirtAddr a = map_anon(*mm, 2 * PAGE_SIZE);
   const int64_t faults0 = m.ms->vmstat()[PGFAULT];
-  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 1).ok());   // fault: allocate
-  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 2).ok());   // no fault: writable already
-  EXPECT_EQ(read_byte(*mm, a + PAGE_SIZE), 0);         // fault: zero page
+  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 1).ok());              // fault: allocate
+  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 2).ok());              // no fault: writable already
+  EXPECT_EQ(read_byte(*mm, a + PAGE_SIZE), 0);                   // fault: zero page
   ASSERT_TRUE(write_user<uint8_t>(*mm, a + PAGE_SIZE, 3).ok());  // fault: COW from the zero page
   EXPECT_EQ(m.ms->vmstat()[PGFAULT] - faults0, 3);
   EXPECT_VM_VALID(m.vm);

@@ -12,12 +12,12 @@ namespace pinmm {
 std::string vm_flags_to_string(VmFlags flags) {
   // show_smap_vma_flags mnemonics, in bit order.
   static constexpr std::array<std::pair<VmFlags, const char*>, 22> kNames = {{
-      {VM_READ, "rd"},        {VM_WRITE, "wr"},        {VM_EXEC, "ex"},        {VM_SHARED, "sh"},
-      {VM_MAYREAD, "mr"},     {VM_MAYWRITE, "mw"},     {VM_MAYEXEC, "me"},     {VM_MAYSHARE, "ms"},
-      {VM_GROWSDOWN, "gd"},   {VM_PFNMAP, "pf"},       {VM_LOCKED, "lo"},      {VM_IO, "io"},
-      {VM_DONTCOPY, "dc"},    {VM_DONTEXPAND, "de"},   {VM_ACCOUNT, "ac"},     {VM_NORESERVE, "nr"},
-      {VM_HUGETLB, "ht"},     {VM_WIPEONFORK, "wf"},   {VM_DONTDUMP, "dd"},    {VM_MIXEDMAP, "mm"},
-      {VM_HUGEPAGE, "hg"},    {VM_NOHUGEPAGE, "nh"},
+      {VM_READ, "rd"},      {VM_WRITE, "wr"},      {VM_EXEC, "ex"},     {VM_SHARED, "sh"},
+      {VM_MAYREAD, "mr"},   {VM_MAYWRITE, "mw"},   {VM_MAYEXEC, "me"},  {VM_MAYSHARE, "ms"},
+      {VM_GROWSDOWN, "gd"}, {VM_PFNMAP, "pf"},     {VM_LOCKED, "lo"},   {VM_IO, "io"},
+      {VM_DONTCOPY, "dc"},  {VM_DONTEXPAND, "de"}, {VM_ACCOUNT, "ac"},  {VM_NORESERVE, "nr"},
+      {VM_HUGETLB, "ht"},   {VM_WIPEONFORK, "wf"}, {VM_DONTDUMP, "dd"}, {VM_MIXEDMAP, "mm"},
+      {VM_HUGEPAGE, "hg"},  {VM_NOHUGEPAGE, "nh"},
   }};
   std::string out;
   for (const auto& [bit, name] : kNames) {
@@ -41,7 +41,12 @@ pgprot_t vm_get_page_prot(VmFlags flags) {
 }
 
 Vma::Vma(Mm& mm, VirtAddr start, VirtAddr end, VmFlags flags, uint64_t pgoff)
-    : vm_start(start), vm_end(end), vm_flags(flags), vm_page_prot(vm_get_page_prot(flags)), vm_pgoff(pgoff), mm_(mm) {}
+    : vm_start(start),
+      vm_end(end),
+      vm_flags(flags),
+      vm_page_prot(vm_get_page_prot(flags)),
+      vm_pgoff(pgoff),
+      mm_(mm) {}
 
 Vma::~Vma() = default;
 
@@ -65,7 +70,8 @@ bool Mm::mmget_not_zero() {
   int u = users_.load(std::memory_order_relaxed);
   do {
     if (u == 0) return false;
-  } while (!users_.compare_exchange_weak(u, u + 1, std::memory_order_acquire, std::memory_order_relaxed));
+  } while (!users_.compare_exchange_weak(u, u + 1, std::memory_order_acquire,
+                                         std::memory_order_relaxed));
   return true;
 }
 
@@ -106,7 +112,8 @@ std::vector<Vma*> Mm::vmas_in_range(VirtAddr start, VirtAddr end) const {
 std::vector<Vma*> Mm::all_vmas() const {
   std::vector<Vma*> out;
   out.reserve(vmas_.size());
-  for (const auto& [start, v] : vmas_) out.push_back(v.get());
+  for (const auto& [start, v] : vmas_)
+    out.push_back(v.get());
   return out;
 }
 
@@ -129,7 +136,8 @@ Vma* Mm::split_vma(Vma* vma, VirtAddr at) {
   MM_BUG_ON(!at.is_page_aligned() || at <= vma->vm_start || at >= vma->vm_end);
   // A huge mapping straddling the split point is split first.
   vma_adjust_trans_huge(vma, at);
-  auto upper = std::make_unique<Vma>(*this, at, vma->vm_end, vma->vm_flags, vma->vm_pgoff + ((at - vma->vm_start) >> PAGE_SHIFT));
+  auto upper = std::make_unique<Vma>(*this, at, vma->vm_end, vma->vm_flags,
+                                     vma->vm_pgoff + ((at - vma->vm_start) >> PAGE_SHIFT));
   upper->vm_page_prot = vma->vm_page_prot;
   upper->vm_file = vma->vm_file;
   upper->vm_ops = vma->vm_ops;

@@ -35,11 +35,13 @@ bool range_free(const Mm& mm, uint64_t start, uint64_t len) REQUIRES_SHARED(mm.m
 }
 
 // Top-down search for a gap of `len` aligned to `align`, below kMmapBase.
-std::optional<uint64_t> find_gap(const Mm& mm, uint64_t len, uint64_t align) REQUIRES_SHARED(mm.mmap_lock) {
+std::optional<uint64_t> find_gap(const Mm& mm, uint64_t len, uint64_t align)
+    REQUIRES_SHARED(mm.mmap_lock) {
   uint64_t high = Mm::kMmapBase;
   std::vector<Vma*> vmas = mm.vmas_in_range(VirtAddr(kMmapMinAddr), VirtAddr(high));
   for (auto it = vmas.rbegin();; ++it) {
-    const uint64_t low = it == vmas.rend() ? kMmapMinAddr : std::max((*it)->vm_end.value(), kMmapMinAddr);
+    const uint64_t low =
+        it == vmas.rend() ? kMmapMinAddr : std::max((*it)->vm_end.value(), kMmapMinAddr);
     if (high >= len && high - len >= low) {
       const uint64_t addr = (high - len) & ~(align - 1);
       if (addr >= low) return addr;
@@ -50,8 +52,8 @@ std::optional<uint64_t> find_gap(const Mm& mm, uint64_t len, uint64_t align) REQ
   return std::nullopt;
 }
 
-std::optional<uint64_t> get_unmapped_area(const Mm& mm, uint64_t hint, uint64_t len, int flags, uint64_t align)
-    REQUIRES_SHARED(mm.mmap_lock) {
+std::optional<uint64_t> get_unmapped_area(const Mm& mm, uint64_t hint, uint64_t len, int flags,
+                                          uint64_t align) REQUIRES_SHARED(mm.mmap_lock) {
   if (flags & MAP_FIXED) return hint;
   if (hint != 0 && hint % align == 0 && range_free(mm, hint, len)) return hint;
   return find_gap(mm, len, align);
@@ -63,13 +65,14 @@ Result<void> do_munmap(Mm& mm, VirtAddr start, VirtAddr end) REQUIRES(mm.mmap_lo
 
 // ---- mmap ----
 
-Result<VirtAddr> vm_mmap(Mm& mm, VirtAddr addr, uint64_t len, int prot, int flags, std::shared_ptr<File> file,
-                         uint64_t offset) {
+Result<VirtAddr> vm_mmap(Mm& mm, VirtAddr addr, uint64_t len, int prot, int flags,
+                         std::shared_ptr<File> file, uint64_t offset) {
   if (offset % PAGE_SIZE != 0) return Errno(EINVAL);
   if (len == 0) return Errno(EINVAL);
   if (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) return Errno(EINVAL);
   const int map_type = flags & MAP_TYPE;
-  if (map_type != MAP_SHARED && map_type != MAP_PRIVATE && map_type != MAP_SHARED_VALIDATE) return Errno(EINVAL);
+  if (map_type != MAP_SHARED && map_type != MAP_PRIVATE && map_type != MAP_SHARED_VALIDATE)
+    return Errno(EINVAL);
   const bool shared = map_type != MAP_PRIVATE;
   const bool anon = flags & MAP_ANONYMOUS;
   if (!anon && file == nullptr) return Errno(EBADF);
@@ -98,7 +101,8 @@ Result<VirtAddr> vm_mmap(Mm& mm, VirtAddr addr, uint64_t len, int prot, int flag
   } else if (anon && !shared && len % PMD_SIZE == 0) {
     align = PMD_SIZE;  // larger anonymous mappings are THP-aligned
   }
-  if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && (addr.value() % PAGE_SIZE != 0)) return Errno(EINVAL);
+  if ((flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) && (addr.value() % PAGE_SIZE != 0))
+    return Errno(EINVAL);
   if (flags & MAP_FIXED_NOREPLACE) flags |= MAP_FIXED;
 
   VmFlags vm_flags = calc_vm_prot_bits(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC;
@@ -109,14 +113,16 @@ Result<VirtAddr> vm_mmap(Mm& mm, VirtAddr addr, uint64_t len, int prot, int flag
   VirtAddr start;
   {
     WriteGuard g(mm.mmap_lock);
-    if ((flags & MAP_FIXED) && (addr.value() + len > TASK_SIZE || addr.value() + len < addr.value())) {
+    if ((flags & MAP_FIXED) &&
+        (addr.value() + len > TASK_SIZE || addr.value() + len < addr.value())) {
       return Errno(ENOMEM);
     }
     const auto where = get_unmapped_area(mm, addr.value(), len, flags, align);
     if (!where) return Errno(ENOMEM);
     start = VirtAddr(*where);
     const VirtAddr end = start + len;
-    if ((flags & MAP_FIXED_NOREPLACE) && !mm.vmas_in_range(start, end).empty()) return Errno(EEXIST);
+    if ((flags & MAP_FIXED_NOREPLACE) && !mm.vmas_in_range(start, end).empty())
+      return Errno(EEXIST);
     if (flags & MAP_FIXED) TRY(do_munmap(mm, start, end));
 
     const uint64_t pgoff = file != nullptr ? offset >> PAGE_SHIFT : start.value() >> PAGE_SHIFT;
@@ -135,8 +141,10 @@ Result<VirtAddr> vm_mmap(Mm& mm, VirtAddr addr, uint64_t len, int prot, int flag
     ReadGuard g(mm.mmap_lock);
     for (Vma* vma : mm.vmas_in_range(start, start + len)) {
       const bool write = (vma->vm_flags & (VM_WRITE | VM_SHARED)) == VM_WRITE;
-      if (!any(vma->vm_flags & (VM_IO | VM_PFNMAP)) && any(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC))) {
-        (void)populate_range(vma, std::max(start, vma->vm_start), std::min(start + len, vma->vm_end), write);
+      if (!any(vma->vm_flags & (VM_IO | VM_PFNMAP)) &&
+          any(vma->vm_flags & (VM_READ | VM_WRITE | VM_EXEC))) {
+        (void)populate_range(vma, std::max(start, vma->vm_start),
+                             std::min(start + len, vma->vm_end), write);
       }
     }
   }
@@ -151,7 +159,8 @@ namespace {
 Result<void> split_at(Mm& mm, VirtAddr at) REQUIRES(mm.mmap_lock) {
   Vma* v = mm.vma_lookup(at);
   if (v == nullptr || v->vm_start == at) return {};
-  if (is_vm_hugetlb_page(v) && at.value() % (uint64_t{1} << (huge_page_order_of(v) + PAGE_SHIFT)) != 0) {
+  if (is_vm_hugetlb_page(v) &&
+      at.value() % (uint64_t{1} << (huge_page_order_of(v) + PAGE_SHIFT)) != 0) {
     return Errno(EINVAL);
   }
   mm.split_vma(v, at);
@@ -177,15 +186,18 @@ Result<void> do_munmap(Mm& mm, VirtAddr start, VirtAddr end) {
     if (v->vm_end <= start) floor = std::max(floor, v->vm_end);
     if (v->vm_start >= end) ceiling = std::min(ceiling, v->vm_start);
   }
-  const MmuNotifierRange range{&mm, start, end, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_UNMAP, nullptr};
+  const MmuNotifierRange range{&mm,    start, end, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_UNMAP,
+                               nullptr};
   mmu_notifier_invalidate_range_start(range);
   {
     MmuGather tlb(mm);
-    for (Vma* vma : vmas) zap_page_range(vma, vma->vm_start, vma->vm_end, tlb);
+    for (Vma* vma : vmas)
+      zap_page_range(vma, vma->vm_start, vma->vm_end, tlb);
     free_pgtables(mm, start, end, floor, ceiling, tlb);
   }
   mmu_notifier_invalidate_range_end(range);
-  for (Vma* vma : vmas) destroy_vma(mm, vma);
+  for (Vma* vma : vmas)
+    destroy_vma(mm, vma);
   return {};
 }
 
@@ -225,8 +237,9 @@ Result<void> do_mprotect(Mm& mm, VirtAddr start, uint64_t len, int prot) {
   for (Vma* vma : mm.vmas_in_range(start, end)) {
     vma->vm_flags = (vma->vm_flags & ~(VM_READ | VM_WRITE | VM_EXEC)) | newprot;
     vma_set_page_prot(vma);
-    const MmuNotifierRange range{&mm, vma->vm_start, vma->vm_end, MMU_NOTIFIER_RANGE_BLOCKABLE,
-                                 MMU_NOTIFY_PROTECTION_VMA, nullptr};
+    const MmuNotifierRange range{
+        &mm,    vma->vm_start, vma->vm_end, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_PROTECTION_VMA,
+        nullptr};
     mmu_notifier_invalidate_range_start(range);
     {
       MmuGather tlb(mm);
@@ -254,7 +267,8 @@ Result<void> madvise_dontneed(Mm& mm, VirtAddr start, VirtAddr end) REQUIRES_SHA
       const uint64_t hsz = uint64_t{1} << (huge_page_order_of(vma) + PAGE_SHIFT);
       if (s.value() % hsz != 0 || e.value() % hsz != 0) return Errno(EINVAL);
     }
-    const MmuNotifierRange range{&mm, s, e, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_CLEAR, nullptr};
+    const MmuNotifierRange range{&mm,    s, e, MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_CLEAR,
+                                 nullptr};
     mmu_notifier_invalidate_range_start(range);
     {
       MmuGather tlb(mm);
@@ -266,13 +280,15 @@ Result<void> madvise_dontneed(Mm& mm, VirtAddr start, VirtAddr end) REQUIRES_SHA
   return {};
 }
 
-Result<void> madvise_populate(Mm& mm, VirtAddr start, VirtAddr end, bool write) REQUIRES_SHARED(mm.mmap_lock) {
+Result<void> madvise_populate(Mm& mm, VirtAddr start, VirtAddr end, bool write)
+    REQUIRES_SHARED(mm.mmap_lock) {
   VirtAddr cursor = start;
   while (cursor < end) {
     Vma* vma = mm.vma_lookup(cursor);
     if (vma == nullptr) return Errno(ENOMEM);  // no VMA
     if (any(vma->vm_flags & (VM_IO | VM_PFNMAP))) return Errno(EINVAL);
-    if (write ? !any(vma->vm_flags & VM_WRITE) : !any(vma->vm_flags & VM_READ)) return Errno(EINVAL);
+    if (write ? !any(vma->vm_flags & VM_WRITE) : !any(vma->vm_flags & VM_READ))
+      return Errno(EINVAL);
     const VirtAddr e = std::min(end, vma->vm_end);
     TRY(populate_range(vma, cursor, e, write));
     cursor = e;
@@ -280,7 +296,8 @@ Result<void> madvise_populate(Mm& mm, VirtAddr start, VirtAddr end, bool write) 
   return {};
 }
 
-Result<void> madvise_hugepage(Mm& mm, VirtAddr start, VirtAddr end, int advice) REQUIRES(mm.mmap_lock) {
+Result<void> madvise_hugepage(Mm& mm, VirtAddr start, VirtAddr end, int advice)
+    REQUIRES(mm.mmap_lock) {
   VirtAddr cursor = start;
   for (Vma* v : mm.vmas_in_range(start, end)) {
     if (v->vm_start > cursor) return Errno(ENOMEM);
@@ -337,11 +354,13 @@ Result<MmHandle> dup_mm(Mm& parent) {
     child->mmap_lock.down_write_nested();
     for (Vma* src : parent.all_vmas()) {
       if (any(src->vm_flags & VM_DONTCOPY)) continue;
-      auto dst = std::make_unique<Vma>(*child, src->vm_start, src->vm_end, src->vm_flags, src->vm_pgoff);
+      auto dst =
+          std::make_unique<Vma>(*child, src->vm_start, src->vm_end, src->vm_flags, src->vm_pgoff);
       dst->vm_page_prot = src->vm_page_prot;
       dst->vm_file = src->vm_file;
       dst->vm_ops = src->vm_ops;
-      if (src->anon_vma != nullptr && !any(src->vm_flags & VM_WIPEONFORK)) anon_vma_clone(dst.get(), src);
+      if (src->anon_vma != nullptr && !any(src->vm_flags & VM_WIPEONFORK))
+        anon_vma_clone(dst.get(), src);
       if (dst->vm_file) file_vma_link(dst.get());
       Vma* d = child->insert_vma(std::move(dst));
       if (!any(src->vm_flags & VM_WIPEONFORK)) {
@@ -363,11 +382,13 @@ void exit_mmap(Mm& mm) {
   const std::vector<Vma*> vmas = mm.all_vmas();
   {
     MmuGather tlb(mm);
-    for (Vma* vma : vmas) zap_page_range(vma, vma->vm_start, vma->vm_end, tlb);
-    free_pgtables(mm, VirtAddr(0), VirtAddr(TASK_SIZE + PAGE_SIZE), VirtAddr(0), VirtAddr(TASK_SIZE + PAGE_SIZE),
-                  tlb);
+    for (Vma* vma : vmas)
+      zap_page_range(vma, vma->vm_start, vma->vm_end, tlb);
+    free_pgtables(mm, VirtAddr(0), VirtAddr(TASK_SIZE + PAGE_SIZE), VirtAddr(0),
+                  VirtAddr(TASK_SIZE + PAGE_SIZE), tlb);
   }
-  for (Vma* vma : vmas) destroy_vma(mm, vma);
+  for (Vma* vma : vmas)
+    destroy_vma(mm, vma);
 }
 
 }  // namespace pinmm

@@ -57,7 +57,8 @@ int MmuNotifierList::start(const MmuNotifierRange& range) {
     if (rc != 0) {
       MM_BUG_ON(mmu_notifier_range_blockable(range));  // only non-blockable ranges may fail
       // Subscribers that already started get their end call.
-      for (size_t j = 0; j < i; ++j) subs[j]->invalidate_range_end(range);
+      for (size_t j = 0; j < i; ++j)
+        subs[j]->invalidate_range_end(range);
       return rc;
     }
   }
@@ -65,11 +66,13 @@ int MmuNotifierList::start(const MmuNotifierRange& range) {
 }
 
 void MmuNotifierList::end(const MmuNotifierRange& range) {
-  for (MmuNotifierOps* ops : snapshot()) ops->invalidate_range_end(range);
+  for (MmuNotifierOps* ops : snapshot())
+    ops->invalidate_range_end(range);
 }
 
 void MmuNotifierList::release(Mm& mm) {
-  for (MmuNotifierOps* ops : snapshot()) ops->release(mm);
+  for (MmuNotifierOps* ops : snapshot())
+    ops->release(mm);
 }
 
 void mmu_notifier_invalidate_range_start(const MmuNotifierRange& range) {
@@ -81,6 +84,8 @@ int mmu_notifier_invalidate_range_start_nonblock(const MmuNotifierRange& range) 
   return range.mm->notifiers().start(range);
 }
 
-void mmu_notifier_invalidate_range_end(const MmuNotifierRange& range) { range.mm->notifiers().end(range); }
+void mmu_notifier_invalidate_range_end(const MmuNotifierRange& range) {
+  range.mm->notifiers().end(range);
+}
 
 }  // namespace pinmm

@@ -24,7 +24,8 @@ bool AnonVma::try_get() {
   int r = refcount_.load(std::memory_order_relaxed);
   do {
     if (r == 0) return false;
-  } while (!refcount_.compare_exchange_weak(r, r + 1, std::memory_order_acquire, std::memory_order_relaxed));
+  } while (!refcount_.compare_exchange_weak(r, r + 1, std::memory_order_acquire,
+                                            std::memory_order_relaxed));
   return true;
 }
 
@@ -68,13 +69,25 @@ AnonVma* folio_anon_vma(const Folio* folio) {
 }
 
 // ---- mapcounts ----
+//
+// Thread safety: mappings of one folio may come and go under different
+// page-table locks (different mms). Increments are relaxed; decrements are
+// releases and readers load with acquire, so a thread that sees itself as
+// the last mapper (COW reuse) also sees everything the others did before
+// they unmapped (e.g. copying the page).
 
 namespace {
 
 std::atomic_ref<int32_t> mapcount_ref(Page* p) { return page_detail::ref(p->mapcount_); }
-std::atomic_ref<int32_t> entire_ref(Folio* f) { return page_detail::ref(folio_page(f, 1)->entire_mapcount_); }
-std::atomic_ref<int32_t> large_ref(Folio* f) { return page_detail::ref(folio_page(f, 1)->large_mapcount_); }
-std::atomic_ref<int32_t> nr_mapped_ref(Folio* f) { return page_detail::ref(folio_page(f, 1)->nr_pages_mapped_); }
+std::atomic_ref<int32_t> entire_ref(Folio* f) {
+  return page_detail::ref(folio_page(f, 1)->entire_mapcount_);
+}
+std::atomic_ref<int32_t> large_ref(Folio* f) {
+  return page_detail::ref(folio_page(f, 1)->large_mapcount_);
+}
+std::atomic_ref<int32_t> nr_mapped_ref(Folio* f) {
+  return page_detail::ref(folio_page(f, 1)->nr_pages_mapped_);
+}
 
 // page[1]'s "partially mapped" mark (the kernel's PG_partially_mapped):
 // set once a PMD-sized anon folio loses part of its mappings.
@@ -92,7 +105,8 @@ void mod_mapped_stat(Folio* folio, int64_t nr) {
 void mod_pmd_stat(Folio* folio, int64_t nr) {
   MemorySystem& ms = page_memory_system(&folio->page);
   NodeStatItem item = NR_ANON_THPS;
-  if (!folio_test_anon(folio)) item = folio_test_swapbacked(folio) ? NR_SHMEM_PMDMAPPED : NR_FILE_PMDMAPPED;
+  if (!folio_test_anon(folio))
+    item = folio_test_swapbacked(folio) ? NR_SHMEM_PMDMAPPED : NR_FILE_PMDMAPPED;
   ms.node(folio_nid(folio)).stats().add(item, nr);
 }
 
@@ -117,14 +131,14 @@ int remove_rmap_ptes(Folio* folio, Page* page, int nr) {
   const bool large = folio_test_large(folio);
   const bool entire = large && entire_ref(folio).load(std::memory_order_relaxed) > 0;
   for (int i = 0; i < nr; ++i) {
-    const int old = mapcount_ref(page + i).fetch_sub(1, std::memory_order_relaxed);
+    const int old = mapcount_ref(page + i).fetch_sub(1, std::memory_order_release);
     MM_BUG_ON(old <= 0, page + i);
     if (old == 1) {
       if (large) nr_mapped_ref(folio).fetch_sub(1, std::memory_order_relaxed);
       if (!entire) ++last;
     }
   }
-  if (large) large_ref(folio).fetch_sub(nr, std::memory_order_relaxed);
+  if (large) large_ref(folio).fetch_sub(nr, std::memory_order_release);
   return last;
 }
 
@@ -133,15 +147,17 @@ int remove_rmap_ptes(Folio* folio, Page* page, int nr) {
 int add_rmap_entire(Folio* folio) {
   large_ref(folio).fetch_add(1, std::memory_order_relaxed);
   if (entire_ref(folio).fetch_add(1, std::memory_order_relaxed) != 0) return 0;
-  return static_cast<int>(folio_nr_pages(folio)) - nr_mapped_ref(folio).load(std::memory_order_relaxed);
+  return static_cast<int>(folio_nr_pages(folio)) -
+         nr_mapped_ref(folio).load(std::memory_order_relaxed);
 }
 
 int remove_rmap_entire(Folio* folio) {
-  large_ref(folio).fetch_sub(1, std::memory_order_relaxed);
-  const int old = entire_ref(folio).fetch_sub(1, std::memory_order_relaxed);
+  large_ref(folio).fetch_sub(1, std::memory_order_release);
+  const int old = entire_ref(folio).fetch_sub(1, std::memory_order_release);
   MM_BUG_ON(old <= 0, folio);
   if (old != 1) return 0;
-  return static_cast<int>(folio_nr_pages(folio)) - nr_mapped_ref(folio).load(std::memory_order_relaxed);
+  return static_cast<int>(folio_nr_pages(folio)) -
+         nr_mapped_ref(folio).load(std::memory_order_relaxed);
 }
 
 void set_anon(Folio* folio, Vma* vma, VirtAddr addr) {
@@ -192,13 +208,15 @@ void folio_add_new_anon_rmap(Folio* folio, Vma* vma, VirtAddr addr, RmapFlags fl
   mod_mapped_stat(folio, nr);
 }
 
-void folio_add_anon_rmap_ptes(Folio* folio, Page* page, int nr, Vma* vma, VirtAddr addr, RmapFlags flags) {
+void folio_add_anon_rmap_ptes(Folio* folio, Page* page, int nr, Vma* vma, VirtAddr addr,
+                              RmapFlags flags) {
   (void)vma;
   (void)addr;
   MM_DCHECK(folio_test_anon(folio), folio);
   mod_mapped_stat(folio, add_rmap_ptes(folio, page, nr));
   if (flags & RMAP_EXCLUSIVE) {
-    for (int i = 0; i < nr; ++i) page[i].set(PG_anon_exclusive);
+    for (int i = 0; i < nr; ++i)
+      page[i].set(PG_anon_exclusive);
   }
 }
 
@@ -207,7 +225,8 @@ void folio_add_anon_rmap_pmd(Folio* folio, Page* page, Vma* vma, VirtAddr addr, 
   (void)addr;
   MM_DCHECK(folio_test_anon(folio) && page == &folio->page, folio);
   const int first = add_rmap_entire(folio);
-  if (entire_ref(folio).load(std::memory_order_relaxed) == 1) mod_pmd_stat(folio, static_cast<int64_t>(folio_nr_pages(folio)));
+  if (entire_ref(folio).load(std::memory_order_relaxed) == 1)
+    mod_pmd_stat(folio, static_cast<int64_t>(folio_nr_pages(folio)));
   mod_mapped_stat(folio, first);
   if (flags & RMAP_EXCLUSIVE) page->set(PG_anon_exclusive);
 }
@@ -221,7 +240,8 @@ void folio_add_file_rmap_pmd(Folio* folio, Page* page, Vma* vma) {
   (void)vma;
   (void)page;
   const int first = add_rmap_entire(folio);
-  if (entire_ref(folio).load(std::memory_order_relaxed) == 1) mod_pmd_stat(folio, static_cast<int64_t>(folio_nr_pages(folio)));
+  if (entire_ref(folio).load(std::memory_order_relaxed) == 1)
+    mod_pmd_stat(folio, static_cast<int64_t>(folio_nr_pages(folio)));
   mod_mapped_stat(folio, first);
 }
 
@@ -235,7 +255,8 @@ void folio_remove_rmap_pmd(Folio* folio, Page* page, Vma* vma) {
   (void)vma;
   (void)page;
   const int last = remove_rmap_entire(folio);
-  if (entire_ref(folio).load(std::memory_order_relaxed) == 0) mod_pmd_stat(folio, -static_cast<int64_t>(folio_nr_pages(folio)));
+  if (entire_ref(folio).load(std::memory_order_relaxed) == 0)
+    mod_pmd_stat(folio, -static_cast<int64_t>(folio_nr_pages(folio)));
   mod_mapped_stat(folio, -last);
   maybe_deferred_split(folio);
 }
@@ -261,8 +282,8 @@ void hugetlb_add_file_rmap(Folio* folio) {
 }
 
 void hugetlb_remove_rmap(Folio* folio) {
-  MM_BUG_ON(entire_ref(folio).fetch_sub(1, std::memory_order_relaxed) <= 0, folio);
-  large_ref(folio).fetch_sub(1, std::memory_order_relaxed);
+  MM_BUG_ON(entire_ref(folio).fetch_sub(1, std::memory_order_release) <= 0, folio);
+  large_ref(folio).fetch_sub(1, std::memory_order_release);
 }
 
 bool folio_needs_cow_for_dma(const Vma* vma, const Folio* folio) {
@@ -279,7 +300,8 @@ int folio_try_dup_anon_rmap_ptes(Folio* folio, Page* page, int nr, Vma* src_vma)
       if (PageAnonExclusive(page + i)) return -EBUSY;
     }
   }
-  for (int i = 0; i < nr; ++i) page[i].clear(PG_anon_exclusive);
+  for (int i = 0; i < nr; ++i)
+    page[i].clear(PG_anon_exclusive);
   mod_mapped_stat(folio, add_rmap_ptes(folio, page, nr));
   return 0;
 }
@@ -293,7 +315,9 @@ int folio_try_dup_anon_rmap_pmd(Folio* folio, Page* page, Vma* src_vma) {
   return 0;
 }
 
-void folio_dup_file_rmap_ptes(Folio* folio, Page* page, int nr) { mod_mapped_stat(folio, add_rmap_ptes(folio, page, nr)); }
+void folio_dup_file_rmap_ptes(Folio* folio, Page* page, int nr) {
+  mod_mapped_stat(folio, add_rmap_ptes(folio, page, nr));
+}
 
 void folio_dup_file_rmap_pmd(Folio* folio, Page* page) {
   (void)page;
@@ -311,7 +335,9 @@ int folio_try_share_anon_rmap_pte(Folio* folio, Page* page) {
   return 0;
 }
 
-int folio_try_share_anon_rmap_pmd(Folio* folio, Page* page) { return folio_try_share_anon_rmap_pte(folio, page); }
+int folio_try_share_anon_rmap_pmd(Folio* folio, Page* page) {
+  return folio_try_share_anon_rmap_pte(folio, page);
+}
 
 void folio_move_anon_rmap(Folio* folio, Vma* vma) {
   MM_BUG_ON(vma->anon_vma == nullptr, folio);
@@ -361,7 +387,8 @@ bool entry_maps_folio_page(const MemorySystem& ms, pte_t pte, Pfn want, bool mig
 
 }  // namespace
 
-bool page_vma_mapped_walk(Folio* folio, Vma* vma, bool migration, const std::function<bool(PageVmaMapped&)>& fn) {
+bool page_vma_mapped_walk(Folio* folio, Vma* vma, bool migration,
+                          const std::function<bool(PageVmaMapped&)>& fn) {
   Mm& mm = vma->vm_mm();
   const MemorySystem& ms = mm.ms();
   uint64_t first = 0, last = 0;
@@ -440,7 +467,8 @@ bool page_vma_mapped_walk(Folio* folio, Vma* vma, bool migration, const std::fun
     for (uint64_t j = i; j < stop; ++j) {
       pte_t* ptep = lp.pte + (j - i);
       if (!entry_maps_folio_page(ms, ptep_get(ptep), base + PageCount(j), migration)) continue;
-      PageVmaMapped m{vma, vma_address(vma, folio->page.index() + j), ptep, nullptr, nullptr, lp.ptl};
+      PageVmaMapped m{vma,   vma_address(vma, folio->page.index() + j), ptep, nullptr, nullptr,
+                      lp.ptl};
       if (!fn(m)) {
         pte_unmap_unlock(lp);
         return false;

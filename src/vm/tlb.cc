@@ -24,16 +24,19 @@ void TlbModel::flush() {
   MutexGuard g(flush_lock_);
   const uint64_t old = epoch_.fetch_add(1, std::memory_order_seq_cst);
   const unsigned slot = static_cast<unsigned>(old & 1);
-  while (active_[slot].load(std::memory_order_seq_cst) != 0) std::this_thread::yield();
+  while (active_[slot].load(std::memory_order_seq_cst) != 0)
+    std::this_thread::yield();
   flushes_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void MmuGather::finish() {
   if (need_flush_ || !folios_.empty() || !tables_.empty()) mm_.tlb().flush();
   need_flush_ = false;
-  for (auto& [folio, refs] : folios_) folio_put_refs(folio, refs);
+  for (auto& [folio, refs] : folios_)
+    folio_put_refs(folio, refs);
   folios_.clear();
-  for (Page* t : tables_) pagetable_free_rcu(t);
+  for (Page* t : tables_)
+    pagetable_free_rcu(t);
   tables_.clear();
 }
 

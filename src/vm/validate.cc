@@ -16,9 +16,9 @@ namespace pinmm {
 namespace {
 
 struct FolioSeen {
-  std::map<uint64_t, int> pte_maps;  // page index in folio -> PTE mappings
-  int entire_maps = 0;               // PMD/PUD mappings
-  int refs_held = 0;                 // references the mappings hold
+  std::map<uint64_t, int> pte_maps;          // page index in folio -> PTE mappings
+  int entire_maps = 0;                       // PMD/PUD mappings
+  int refs_held = 0;                         // references the mappings hold
   std::set<std::pair<int, uint64_t>> where;  // (mm id, address)
 };
 
@@ -39,9 +39,12 @@ const Vma* vma_at(const std::vector<Vma*>& vmas, uint64_t addr) {
 
 void note_rss(std::array<int64_t, NR_MM_COUNTERS>& rss, const Folio* folio, int64_t nr) {
   if (folio_test_hugetlb(folio)) return;  // hugetlb pages are not in RSS
-  if (folio_test_anon(folio)) rss[MM_ANONPAGES] += nr;
-  else if (folio_test_swapbacked(folio)) rss[MM_SHMEMPAGES] += nr;
-  else rss[MM_FILEPAGES] += nr;
+  if (folio_test_anon(folio))
+    rss[MM_ANONPAGES] += nr;
+  else if (folio_test_swapbacked(folio))
+    rss[MM_SHMEMPAGES] += nr;
+  else
+    rss[MM_FILEPAGES] += nr;
 }
 
 void check_pte(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, pte_t pte,
@@ -54,7 +57,8 @@ void check_pte(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, pte_t pte,
   if (pte_present(pte)) {
     const Pfn pfn = pte_pfn(pte);
     if (st.ms.is_zero_pfn(pfn)) {
-      if (pte_write(pte)) st.r.fail("mm {}: the zero page is mapped writable at {:#x}", mm.id(), addr);
+      if (pte_write(pte))
+        st.r.fail("mm {}: the zero page is mapped writable at {:#x}", mm.id(), addr);
       return;
     }
     if (!st.ms.pfn_valid(pfn)) {
@@ -74,7 +78,8 @@ void check_pte(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, pte_t pte,
       return;
     }
     if (pte_write(pte) && folio_test_anon(folio) && !PageAnonExclusive(page)) {
-      st.r.fail("mm {}: anon pfn {:#x} is mapped writable at {:#x} but not exclusive", mm.id(), pfn.value(), addr);
+      st.r.fail("mm {}: anon pfn {:#x} is mapped writable at {:#x} but not exclusive", mm.id(),
+                pfn.value(), addr);
     }
     FolioSeen& s = st.folios[folio];
     ++s.pte_maps[(pfn - folio_pfn(folio)).value()];
@@ -106,8 +111,8 @@ void check_pte(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, pte_t pte,
   s.where.emplace(mm.id(), addr);
 }
 
-void check_huge_leaf(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, uint64_t val, unsigned order,
-                     std::array<int64_t, NR_MM_COUNTERS>& rss) {
+void check_huge_leaf(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, uint64_t val,
+                     unsigned order, std::array<int64_t, NR_MM_COUNTERS>& rss) {
   if (vma == nullptr) {
     st.r.fail("mm {}: huge entry at {:#x} lies outside every VMA", mm.id(), addr);
     return;
@@ -116,7 +121,8 @@ void check_huge_leaf(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, uint6
     const swp_entry_t e{val};
     if (is_migration_entry(e)) {
       Folio* f = page_folio(st.ms.pfn_to_page(swp_offset_pfn(e)));
-      if (!folio_test_locked(f)) st.r.fail("mm {}: huge migration entry at {:#x} on an unlocked folio", mm.id(), addr);
+      if (!folio_test_locked(f))
+        st.r.fail("mm {}: huge migration entry at {:#x} on an unlocked folio", mm.id(), addr);
       note_rss(rss, f, static_cast<int64_t>(folio_nr_pages(f)));
     }
     return;
@@ -125,7 +131,8 @@ void check_huge_leaf(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, uint6
   Folio* folio = page_folio(page);
   if (mm.vm().is_huge_zero_folio(folio)) return;
   if (&folio->page != page || folio_order(folio) != order) {
-    st.r.fail("mm {}: huge entry at {:#x} does not map a whole folio of order {}", mm.id(), addr, order);
+    st.r.fail("mm {}: huge entry at {:#x} does not map a whole folio of order {}", mm.id(), addr,
+              order);
     return;
   }
   if ((val & _PAGE_RW) && folio_test_anon(folio) && !PageAnonExclusive(page)) {
@@ -174,7 +181,8 @@ void walk_mm(WalkState& st, Mm& mm) NO_THREAD_SAFETY_ANALYSIS {
         if (pmd_none(pmd)) continue;
         if (pmd_leaf(pmd) || !pmd_present(pmd)) {
           const Vma* v = vma_at(vmas, ma);
-          const unsigned order = v != nullptr && is_vm_hugetlb_page(v) ? HPAGE_PMD_ORDER : HPAGE_PMD_ORDER;
+          const unsigned order =
+              v != nullptr && is_vm_hugetlb_page(v) ? HPAGE_PMD_ORDER : HPAGE_PMD_ORDER;
           check_huge_leaf(st, mm, v, ma, pmd.val, order, rss);
           continue;
         }
@@ -203,7 +211,8 @@ std::map<Folio*, int> batch_refs(const MemorySystem& ms) {
   for (int cpu = 0; cpu < ms.config().cpus; ++cpu) {
     const LruAddBatch& b = ms.lru_add_batch(cpu);
     SpinGuard g(b.lock);
-    for (unsigned i = 0; i < b.nr; ++i) ++out[b.folios[i]];
+    for (unsigned i = 0; i < b.nr; ++i)
+      ++out[b.folios[i]];
   }
   return out;
 }
@@ -215,8 +224,8 @@ void check_folios(WalkState& st, const std::map<Folio*, int>& batches) {
     // Mapcounts.
     if (folio_test_large(folio)) {
       if (folio_entire_mapcount(folio) != seen.entire_maps) {
-        st.r.fail("folio {:#x}: entire_mapcount {} but {} PMD/PUD mappings found", folio_pfn(folio).value(),
-                  folio_entire_mapcount(folio), seen.entire_maps);
+        st.r.fail("folio {:#x}: entire_mapcount {} but {} PMD/PUD mappings found",
+                  folio_pfn(folio).value(), folio_entire_mapcount(folio), seen.entire_maps);
       }
       int total = seen.entire_maps;
       int mapped_pages = 0;
@@ -226,8 +235,8 @@ void check_folios(WalkState& st, const std::map<Folio*, int>& batches) {
         total += n;
         mapped_pages += n > 0 ? 1 : 0;
         if (folio_page(folio, i)->mapcount() != n && !folio_test_hugetlb(folio)) {
-          st.r.fail("folio {:#x} page {}: mapcount {} but {} PTE mappings found", folio_pfn(folio).value(), i,
-                    folio_page(folio, i)->mapcount(), n);
+          st.r.fail("folio {:#x} page {}: mapcount {} but {} PTE mappings found",
+                    folio_pfn(folio).value(), i, folio_page(folio, i)->mapcount(), n);
         }
       }
       if (folio_large_mapcount(folio) != total) {
@@ -235,14 +244,14 @@ void check_folios(WalkState& st, const std::map<Folio*, int>& batches) {
                   folio_large_mapcount(folio), total);
       }
       if (!folio_test_hugetlb(folio) && folio_nr_pages_mapped(folio) != mapped_pages) {
-        st.r.fail("folio {:#x}: nr_pages_mapped {} but {} pages mapped by PTEs", folio_pfn(folio).value(),
-                  folio_nr_pages_mapped(folio), mapped_pages);
+        st.r.fail("folio {:#x}: nr_pages_mapped {} but {} pages mapped by PTEs",
+                  folio_pfn(folio).value(), folio_nr_pages_mapped(folio), mapped_pages);
       }
     } else {
       const int n = seen.pte_maps.empty() ? 0 : seen.pte_maps.begin()->second;
       if (folio->page.mapcount() != n) {
-        st.r.fail("folio {:#x}: mapcount {} but {} mappings found", folio_pfn(folio).value(), folio->page.mapcount(),
-                  n);
+        st.r.fail("folio {:#x}: mapcount {} but {} mappings found", folio_pfn(folio).value(),
+                  folio->page.mapcount(), n);
       }
     }
     // References.
@@ -263,8 +272,8 @@ void check_folios(WalkState& st, const std::map<Folio*, int>& batches) {
       return true;
     });
     if (found != seen.where) {
-      st.r.fail("folio {:#x}: rmap finds {} mappings, the page tables hold {}", folio_pfn(folio).value(),
-                found.size(), seen.where.size());
+      st.r.fail("folio {:#x}: rmap finds {} mappings, the page tables hold {}",
+                folio_pfn(folio).value(), found.size(), seen.where.size());
     }
   }
 }
@@ -277,15 +286,17 @@ void check_files(WalkState& st) {
     for (const auto& [index, folio] : mapping.i_pages) {
       pages += folio_nr_pages(folio);
       if (folio_mapping(folio) != &mapping || folio->page.index() != index) {
-        st.r.fail("file {}: page-cache folio at index {} does not point back at the file", file->name(), index);
+        st.r.fail("file {}: page-cache folio at index {} does not point back at the file",
+                  file->name(), index);
       }
       if (folio_ref_count(folio) < static_cast<int>(folio_nr_pages(folio))) {
-        st.r.fail("file {}: folio at index {} has refcount {} below its cache references", file->name(), index,
-                  folio_ref_count(folio));
+        st.r.fail("file {}: folio at index {} has refcount {} below its cache references",
+                  file->name(), index, folio_ref_count(folio));
       }
     }
     if (pages != mapping.nrpages) {
-      st.r.fail("file {}: page cache holds {} pages, nrpages says {}", file->name(), pages, mapping.nrpages);
+      st.r.fail("file {}: page cache holds {} pages, nrpages says {}", file->name(), pages,
+                mapping.nrpages);
     }
   }
 }
@@ -299,13 +310,16 @@ ValidationReport validate_vm(VmContext& vm) {
   std::map<Folio*, FolioSeen> folios;
   std::set<const File*> files;
   WalkState st{ms, r, folios, files};
-  for (Mm* mm : vm.mms()) walk_mm(st, *mm);
+  for (Mm* mm : vm.mms())
+    walk_mm(st, *mm);
   check_folios(st, batch_refs(ms));
   check_files(st);
   int64_t counted = 0;
-  for (int n = 0; n < ms.nr_nodes(); ++n) counted += ms.node(n).stats().get(NR_PAGETABLE);
+  for (int n = 0; n < ms.nr_nodes(); ++n)
+    counted += ms.node(n).stats().get(NR_PAGETABLE);
   if (static_cast<int64_t>(st.tables) != counted) {
-    r.fail("page tables: {} reachable from the mms, nr_page_table_pages says {}", st.tables, counted);
+    r.fail("page tables: {} reachable from the mms, nr_page_table_pages says {}", st.tables,
+           counted);
   }
   return r;
 }

@@ -12,16 +12,20 @@ VmContext::~VmContext() {
 
 Folio* VmContext::huge_zero_folio() {
   if (Folio* f = huge_zero_.load(std::memory_order_acquire)) return f;
-  MutexGuard g(lock_);
-  if (Folio* f = huge_zero_.load(std::memory_order_acquire)) return f;
-  // GFP_TRANSHUGE | __GFP_ZERO) & ~__GFP_MOVABLE: it is never migrated.
-  Folio* f = folio_alloc(ms_, (GFP_TRANSHUGE | __GFP_ZERO) & ~__GFP_MOVABLE, Order(HPAGE_PMD_ORDER));
+  // Allocate outside any lock, then install; the loser of a race frees its copy.
+  // ((GFP_TRANSHUGE | __GFP_ZERO) & ~__GFP_MOVABLE: it is never migrated.)
+  Folio* f =
+      folio_alloc(ms_, (GFP_TRANSHUGE | __GFP_ZERO) & ~__GFP_MOVABLE, Order(HPAGE_PMD_ORDER));
   if (f == nullptr) {
     ms_.events().inc(THP_ZERO_PAGE_ALLOC_FAILED);
     return nullptr;
   }
+  Folio* expected = nullptr;
+  if (!huge_zero_.compare_exchange_strong(expected, f, std::memory_order_acq_rel)) {
+    folio_put(f);
+    return expected;
+  }
   ms_.events().inc(THP_ZERO_PAGE_ALLOC);
-  huge_zero_.store(f, std::memory_order_release);
   return f;
 }
 

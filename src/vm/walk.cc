@@ -79,9 +79,13 @@ Result<void> pte_alloc(Mm& mm, pmd_t* pmd) {
   return {};
 }
 
-SpinLock& pmd_lockptr(const Mm& mm, const pmd_t* pmd) { return ptlock_of(table_page_of(mm.ms(), pmd)); }
+SpinLock& pmd_lockptr(const Mm& mm, const pmd_t* pmd) {
+  return ptlock_of(table_page_of(mm.ms(), pmd));
+}
 
-SpinLock& pte_lockptr(const Mm& mm, pmd_t pmdval) { return ptlock_of(mm.ms().pfn_to_page(pmd_pfn(pmdval))); }
+SpinLock& pte_lockptr(const Mm& mm, pmd_t pmdval) {
+  return ptlock_of(mm.ms().pfn_to_page(pmd_pfn(pmdval)));
+}
 
 LockedPte pte_offset_map_lock(const Mm& mm, pmd_t* pmd, VirtAddr addr) {
   for (;;) {

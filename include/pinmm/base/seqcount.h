@@ -22,7 +22,9 @@ class SeqCount {
     seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_release);
   }
-  void write_end() { seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
+  void write_end() {
+    seq_.store(seq_.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+  }
   // raw_read_seqcount: may return an odd value (a writer is inside).
   uint32_t raw_read() const { return seq_.load(std::memory_order_acquire); }
   bool retry(uint32_t start) const {

@@ -44,10 +44,12 @@ struct DevPagemap {
 
 // page->pgmap: meaningful only for ZONE_DEVICE pages.
 inline DevPagemap* page_pgmap(const Page* page) {
-  return reinterpret_cast<DevPagemap*>(page_detail::ref(page->lru.prev).load(std::memory_order_acquire));
+  return reinterpret_cast<DevPagemap*>(
+      page_detail::ref(page->lru.prev).load(std::memory_order_acquire));
 }
 inline void set_page_pgmap(Page* page, DevPagemap* pgmap) {
-  page_detail::ref(page->lru.prev).store(reinterpret_cast<ListHead*>(pgmap), std::memory_order_release);
+  page_detail::ref(page->lru.prev)
+      .store(reinterpret_cast<ListHead*>(pgmap), std::memory_order_release);
 }
 
 }  // namespace pinmm

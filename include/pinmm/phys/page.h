@@ -182,10 +182,13 @@ struct alignas(16) Page {
   const Page* compound_head() const { return const_cast<Page*>(this)->compound_head(); }
 
   // ---- counts and words ----
-  int32_t refcount(std::memory_order mo = std::memory_order_relaxed) const {
+  // Acquire: a reader that sees a count drop (a reference or mapping gone)
+  // also sees what the dropping thread did before (release): the reuse
+  // checks of COW depend on it.
+  int32_t refcount(std::memory_order mo = std::memory_order_acquire) const {
     return page_detail::ref(refcount_).load(mo);
   }
-  int32_t mapcount() const { return page_detail::ref(mapcount_).load(std::memory_order_relaxed); }
+  int32_t mapcount() const { return page_detail::ref(mapcount_).load(std::memory_order_acquire); }
   uintptr_t mapping() const { return page_detail::ref(mapping_).load(std::memory_order_acquire); }
   void set_mapping(uintptr_t m) { page_detail::ref(mapping_).store(m, std::memory_order_release); }
   uint64_t index() const { return page_detail::ref(index_).load(std::memory_order_relaxed); }
@@ -322,10 +325,10 @@ inline void folio_pincount_add(Folio* f, int nr) {
   page_detail::ref(folio_page(f, 1)->pincount_).fetch_add(nr, std::memory_order_relaxed);
 }
 inline int folio_entire_mapcount(const Folio* f) {
-  return page_detail::ref(folio_page(f, 1)->entire_mapcount_).load(std::memory_order_relaxed);
+  return page_detail::ref(folio_page(f, 1)->entire_mapcount_).load(std::memory_order_acquire);
 }
 inline int folio_large_mapcount(const Folio* f) {
-  return page_detail::ref(folio_page(f, 1)->large_mapcount_).load(std::memory_order_relaxed);
+  return page_detail::ref(folio_page(f, 1)->large_mapcount_).load(std::memory_order_acquire);
 }
 inline int folio_nr_pages_mapped(const Folio* f) {
   return page_detail::ref(folio_page(f, 1)->nr_pages_mapped_).load(std::memory_order_relaxed);

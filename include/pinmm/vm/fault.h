@@ -34,8 +34,9 @@ inline constexpr VmFault VM_FAULT_RETRY{0x000400};
 inline constexpr VmFault VM_FAULT_FALLBACK{0x000800};
 inline constexpr VmFault VM_FAULT_DONE_COW{0x001000};
 inline constexpr VmFault VM_FAULT_COMPLETED{0x004000};
-inline constexpr VmFault VM_FAULT_ERROR =
-    VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV | VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE | VM_FAULT_FALLBACK;
+inline constexpr VmFault VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV |
+                                          VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE |
+                                          VM_FAULT_FALLBACK;
 std::string vm_fault_to_string(VmFault f);
 
 enum class FaultFlags : uint32_t {};
@@ -59,14 +60,14 @@ struct VmFaultInfo {
   VirtAddr address;       // page aligned
   VirtAddr real_address;  // as faulted
   FaultFlags flags = FAULT_FLAG_NONE;
-  uint64_t pgoff = 0;     // linear_page_index of address
+  uint64_t pgoff = 0;  // linear_page_index of address
   pud_t* pud = nullptr;
   pmd_t* pmd = nullptr;
   pmd_t orig_pmd{0};
-  pte_t* pte = nullptr;   // set with ptl held
+  pte_t* pte = nullptr;  // set with ptl held
   pte_t orig_pte{0};
   SpinLock* ptl = nullptr;
-  Page* page = nullptr;   // the page found (file faults: locked, with a reference)
+  Page* page = nullptr;  // the page found (file faults: locked, with a reference)
 };
 
 // Resolves a fault at `address` in `vma`. See the header comment for the

@@ -167,7 +167,9 @@ class Mm {
   mutable SpinLock page_table_lock{LockRank::kPudLock};
 
   // ---- flags ----
-  bool test_flag(unsigned bit) const { return flags_.load(std::memory_order_acquire) & (uint64_t{1} << bit); }
+  bool test_flag(unsigned bit) const {
+    return flags_.load(std::memory_order_acquire) & (uint64_t{1} << bit);
+  }
   // Sets a sticky bit, writing only if it is not set yet (MMF_HAS_PINNED is
   // set on every pin; an unconditional write would bounce the cache line).
   void set_flag(unsigned bit) {

@@ -58,7 +58,8 @@ inline constexpr uint64_t _PAGE_PROTNONE = uint64_t{1} << 8;
 inline constexpr uint64_t _PAGE_SPECIAL = uint64_t{1} << 9;
 inline constexpr uint64_t PTE_PFN_MASK = 0x000ffffffffff000ull;
 // Entry bits of a table pointer (upper levels).
-inline constexpr uint64_t _PAGE_TABLE = _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_DIRTY;
+inline constexpr uint64_t _PAGE_TABLE =
+    _PAGE_PRESENT | _PAGE_RW | _PAGE_USER | _PAGE_ACCESSED | _PAGE_DIRTY;
 
 // Protection bits a VMA's mappings get (vm_page_prot).
 struct pgprot_t {
@@ -85,15 +86,23 @@ struct pgd_t {
 // ---- leaf entries: the same bit layout at every level ----
 
 template <typename E>
-constexpr bool entry_none(E e) { return e.val == 0; }
+constexpr bool entry_none(E e) {
+  return e.val == 0;
+}
 template <typename E>
-constexpr bool entry_present(E e) { return e.val & (_PAGE_PRESENT | _PAGE_PROTNONE); }
+constexpr bool entry_present(E e) {
+  return e.val & (_PAGE_PRESENT | _PAGE_PROTNONE);
+}
 template <typename E>
-constexpr Pfn entry_pfn(E e) { return Pfn((e.val & PTE_PFN_MASK) >> PAGE_SHIFT); }
+constexpr Pfn entry_pfn(E e) {
+  return Pfn((e.val & PTE_PFN_MASK) >> PAGE_SHIFT);
+}
 
 constexpr bool pte_none(pte_t p) { return entry_none(p); }
 constexpr bool pte_present(pte_t p) { return entry_present(p); }
-constexpr bool pte_protnone(pte_t p) { return (p.val & (_PAGE_PRESENT | _PAGE_PROTNONE)) == _PAGE_PROTNONE; }
+constexpr bool pte_protnone(pte_t p) {
+  return (p.val & (_PAGE_PRESENT | _PAGE_PROTNONE)) == _PAGE_PROTNONE;
+}
 constexpr bool pte_write(pte_t p) { return p.val & _PAGE_RW; }
 constexpr bool pte_dirty(pte_t p) { return p.val & _PAGE_DIRTY; }
 constexpr bool pte_young(pte_t p) { return p.val & _PAGE_ACCESSED; }
@@ -126,7 +135,9 @@ constexpr pmd_t pmd_mkdirty(pmd_t p) { return {p.val | _PAGE_DIRTY}; }
 constexpr pmd_t pmd_mkclean(pmd_t p) { return {p.val & ~_PAGE_DIRTY}; }
 constexpr pmd_t pmd_mkyoung(pmd_t p) { return {p.val | _PAGE_ACCESSED}; }
 constexpr pmd_t pmd_mkold(pmd_t p) { return {p.val & ~_PAGE_ACCESSED}; }
-constexpr pmd_t pfn_pmd(Pfn pfn, pgprot_t prot) { return {(pfn.value() << PAGE_SHIFT) | prot.val | _PAGE_PSE}; }
+constexpr pmd_t pfn_pmd(Pfn pfn, pgprot_t prot) {
+  return {(pfn.value() << PAGE_SHIFT) | prot.val | _PAGE_PSE};
+}
 constexpr pmd_t pmd_modify(pmd_t p, pgprot_t prot) {
   constexpr uint64_t keep = PTE_PFN_MASK | _PAGE_DIRTY | _PAGE_ACCESSED | _PAGE_SPECIAL | _PAGE_PSE;
   return {(p.val & keep) | prot.val};
@@ -140,7 +151,9 @@ constexpr bool pud_leaf(pud_t p) { return entry_present(p) && (p.val & _PAGE_PSE
 constexpr bool pud_write(pud_t p) { return p.val & _PAGE_RW; }
 constexpr bool pud_dirty(pud_t p) { return p.val & _PAGE_DIRTY; }
 constexpr Pfn pud_pfn(pud_t p) { return entry_pfn(p); }
-constexpr pud_t pfn_pud(Pfn pfn, pgprot_t prot) { return {(pfn.value() << PAGE_SHIFT) | prot.val | _PAGE_PSE}; }
+constexpr pud_t pfn_pud(Pfn pfn, pgprot_t prot) {
+  return {(pfn.value() << PAGE_SHIFT) | prot.val | _PAGE_PSE};
+}
 constexpr pud_t pud_mkwrite(pud_t p) { return {p.val | _PAGE_RW}; }
 constexpr pud_t pud_wrprotect(pud_t p) { return {p.val & ~_PAGE_RW}; }
 constexpr pud_t pud_mkdirty(pud_t p) { return {p.val | _PAGE_DIRTY}; }
@@ -201,16 +214,24 @@ constexpr bool is_migration_entry(swp_entry_t e) {
   const unsigned t = swp_type(e);
   return t == SWP_MIGRATION_READ || t == SWP_MIGRATION_READ_EXCLUSIVE || t == SWP_MIGRATION_WRITE;
 }
-constexpr bool is_writable_migration_entry(swp_entry_t e) { return swp_type(e) == SWP_MIGRATION_WRITE; }
-constexpr bool is_readable_migration_entry(swp_entry_t e) { return swp_type(e) == SWP_MIGRATION_READ; }
+constexpr bool is_writable_migration_entry(swp_entry_t e) {
+  return swp_type(e) == SWP_MIGRATION_WRITE;
+}
+constexpr bool is_readable_migration_entry(swp_entry_t e) {
+  return swp_type(e) == SWP_MIGRATION_READ;
+}
 constexpr bool is_readable_exclusive_migration_entry(swp_entry_t e) {
   return swp_type(e) == SWP_MIGRATION_READ_EXCLUSIVE;
 }
-constexpr swp_entry_t make_readable_migration_entry(Pfn pfn) { return swp_entry(SWP_MIGRATION_READ, pfn.value()); }
+constexpr swp_entry_t make_readable_migration_entry(Pfn pfn) {
+  return swp_entry(SWP_MIGRATION_READ, pfn.value());
+}
 constexpr swp_entry_t make_readable_exclusive_migration_entry(Pfn pfn) {
   return swp_entry(SWP_MIGRATION_READ_EXCLUSIVE, pfn.value());
 }
-constexpr swp_entry_t make_writable_migration_entry(Pfn pfn) { return swp_entry(SWP_MIGRATION_WRITE, pfn.value()); }
+constexpr swp_entry_t make_writable_migration_entry(Pfn pfn) {
+  return swp_entry(SWP_MIGRATION_WRITE, pfn.value());
+}
 constexpr bool is_migration_entry_young(swp_entry_t e) { return swp_offset(e) & SWP_MIG_YOUNG; }
 constexpr bool is_migration_entry_dirty(swp_entry_t e) { return swp_offset(e) & SWP_MIG_DIRTY; }
 constexpr swp_entry_t make_migration_entry_young(swp_entry_t e) {
@@ -223,9 +244,15 @@ constexpr swp_entry_t make_migration_entry_dirty(swp_entry_t e) {
 constexpr bool is_device_private_entry(swp_entry_t e) {
   return swp_type(e) == SWP_DEVICE_WRITE || swp_type(e) == SWP_DEVICE_READ;
 }
-constexpr bool is_writable_device_private_entry(swp_entry_t e) { return swp_type(e) == SWP_DEVICE_WRITE; }
-constexpr swp_entry_t make_readable_device_private_entry(Pfn pfn) { return swp_entry(SWP_DEVICE_READ, pfn.value()); }
-constexpr swp_entry_t make_writable_device_private_entry(Pfn pfn) { return swp_entry(SWP_DEVICE_WRITE, pfn.value()); }
+constexpr bool is_writable_device_private_entry(swp_entry_t e) {
+  return swp_type(e) == SWP_DEVICE_WRITE;
+}
+constexpr swp_entry_t make_readable_device_private_entry(Pfn pfn) {
+  return swp_entry(SWP_DEVICE_READ, pfn.value());
+}
+constexpr swp_entry_t make_writable_device_private_entry(Pfn pfn) {
+  return swp_entry(SWP_DEVICE_WRITE, pfn.value());
+}
 
 constexpr bool is_device_exclusive_entry(swp_entry_t e) {
   return swp_type(e) == SWP_DEVICE_EXCLUSIVE_WRITE || swp_type(e) == SWP_DEVICE_EXCLUSIVE_READ;
@@ -245,7 +272,8 @@ constexpr swp_entry_t make_hwpoison_entry(Pfn pfn) { return swp_entry(SWP_HWPOIS
 
 // Entries that carry a PFN (migration, device private/exclusive, hwpoison).
 constexpr bool is_pfn_swap_entry(swp_entry_t e) {
-  return is_migration_entry(e) || is_device_private_entry(e) || is_device_exclusive_entry(e) || is_hwpoison_entry(e);
+  return is_migration_entry(e) || is_device_private_entry(e) || is_device_exclusive_entry(e) ||
+         is_hwpoison_entry(e);
 }
 
 // ---- atomic access to entries in table frames ----

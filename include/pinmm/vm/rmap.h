@@ -71,12 +71,15 @@ AnonVma* folio_anon_vma(const Folio* folio);
 // A new anonymous folio starts being mapped (PTE for small folios, PMD
 // for PMD-sized ones): sets mapping and index, marks it swapbacked.
 void folio_add_new_anon_rmap(Folio* folio, Vma* vma, VirtAddr addr, RmapFlags flags);
-void folio_add_anon_rmap_ptes(Folio* folio, Page* page, int nr, Vma* vma, VirtAddr addr, RmapFlags flags);
+void folio_add_anon_rmap_ptes(Folio* folio, Page* page, int nr, Vma* vma, VirtAddr addr,
+                              RmapFlags flags);
 void folio_add_anon_rmap_pmd(Folio* folio, Page* page, Vma* vma, VirtAddr addr, RmapFlags flags);
 void folio_add_file_rmap_ptes(Folio* folio, Page* page, int nr, Vma* vma);
 void folio_add_file_rmap_pmd(Folio* folio, Page* page, Vma* vma);
 void folio_remove_rmap_ptes(Folio* folio, Page* page, int nr, Vma* vma);
-inline void folio_remove_rmap_pte(Folio* folio, Page* page, Vma* vma) { folio_remove_rmap_ptes(folio, page, 1, vma); }
+inline void folio_remove_rmap_pte(Folio* folio, Page* page, Vma* vma) {
+  folio_remove_rmap_ptes(folio, page, 1, vma);
+}
 void folio_remove_rmap_pmd(Folio* folio, Page* page, Vma* vma);
 // hugetlb folios are mapped whole (PMD or PUD) and counted only in
 // entire_mapcount.
@@ -110,10 +113,10 @@ bool folio_needs_cow_for_dma(const Vma* vma, const Folio* folio);
 // One entry mapping (part of) a folio, found by page_vma_mapped_walk.
 struct PageVmaMapped {
   Vma* vma = nullptr;
-  VirtAddr address;  // of the first page this entry maps
-  pte_t* pte = nullptr;  // a PTE, or
-  pmd_t* pmd = nullptr;  // a PMD leaf (pte == nullptr)
-  pud_t* pud = nullptr;  // or a PUD leaf (hugetlb 1 GiB)
+  VirtAddr address;         // of the first page this entry maps
+  pte_t* pte = nullptr;     // a PTE, or
+  pmd_t* pmd = nullptr;     // a PMD leaf (pte == nullptr)
+  pud_t* pud = nullptr;     // or a PUD leaf (hugetlb 1 GiB)
   SpinLock* ptl = nullptr;  // held while the callback runs
 };
 
