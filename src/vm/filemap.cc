@@ -23,6 +23,8 @@ const char* fs_type_name(FsType t) {
       return "hugetlbfs";
     case FsType::kExt4:
       return "ext4";
+    case FsType::kDevice:
+      return "char";
   }
   return "?";
 }
@@ -49,6 +51,12 @@ std::shared_ptr<File> File::create(VmContext& vm, FsType type, std::string name,
   if (type == FsType::kHugetlbfs)
     order = huge_page_size == Bytes::GiB(1) ? HPAGE_PUD_ORDER : HPAGE_PMD_ORDER;
   return std::shared_ptr<File>(new File(vm, type, std::move(name), size, order));
+}
+
+std::shared_ptr<File> File::create_device(VmContext& vm, std::string name, DeviceMmapFn mmap) {
+  auto file = std::shared_ptr<File>(new File(vm, FsType::kDevice, std::move(name), 0, 0));
+  file->device_mmap_ = std::move(mmap);
+  return file;
 }
 
 File::~File() {
@@ -269,6 +277,9 @@ uint32_t hugetlbfs_fault(VmFaultInfo&) {
 constexpr VmOperations kShmemVmOps{"shmem", generic_file_fault, nullptr};
 constexpr VmOperations kExt4VmOps{"ext4", generic_file_fault, ext4_page_mkwrite};
 constexpr VmOperations kHugetlbVmOps{"hugetlbfs", hugetlbfs_fault, nullptr};
+// A device mapping is filled by the driver at mmap time; a fault anywhere
+// it left empty is SIGBUS.
+constexpr VmOperations kDeviceVmOps{"device", nullptr, nullptr};
 
 }  // namespace
 
@@ -280,6 +291,8 @@ const VmOperations* file_vm_ops(const File& file) {
       return &kExt4VmOps;
     case FsType::kHugetlbfs:
       return &kHugetlbVmOps;
+    case FsType::kDevice:
+      return &kDeviceVmOps;
   }
   return nullptr;
 }
@@ -330,6 +343,7 @@ void unmap_mapping_range(File& file, uint64_t from_index, bool even_cows) {
 // ---- truncate, I/O, writeback ----
 
 Result<void> File::truncate(uint64_t new_size) {
+  if (is_device()) return Errno(EINVAL);
   if (is_hugetlbfs() && new_size % (uint64_t{1} << (huge_order_ + PAGE_SHIFT)) != 0)
     return Errno(EINVAL);
   uint64_t old_size;
@@ -371,6 +385,7 @@ Result<void> File::truncate(uint64_t new_size) {
 }
 
 Result<uint64_t> File::pread(std::span<std::byte> buf, uint64_t offset) {
+  if (is_device()) return Errno(EINVAL);
   const uint64_t sz = size();
   if (offset >= sz) return uint64_t{0};
   const uint64_t len = std::min<uint64_t>(buf.size(), sz - offset);
@@ -394,7 +409,7 @@ Result<uint64_t> File::pread(std::span<std::byte> buf, uint64_t offset) {
 }
 
 Result<uint64_t> File::pwrite(std::span<const std::byte> buf, uint64_t offset) {
-  if (is_hugetlbfs()) return Errno(EINVAL);  // hugetlbfs has no write()
+  if (is_hugetlbfs() || is_device()) return Errno(EINVAL);  // no write() method
   {
     MutexGuard g(size_lock_);
     size_ = std::max(size_, offset + buf.size());

@@ -13,8 +13,8 @@ using testing::pte_at;
 using testing::read_byte;
 using testing::VmMachine;
 
-VirtAddr map_file(Mm& mm, std::shared_ptr<File> file, uint64_t len, int flags, int prot = PROT_READ | PROT_WRITE,
-                  uint64_t offset = 0) {
+VirtAddr map_file(Mm& mm, std::shared_ptr<File> file, uint64_t len, int flags,
+                  int prot = PROT_READ | PROT_WRITE, uint64_t offset = 0) {
   auto r = vm_mmap(mm, VirtAddr(0), len, prot, flags, std::move(file), offset);
   EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.error().name());
   return r.ok() ? *r : VirtAddr(0);
@@ -108,7 +108,7 @@ TEST(FileMapping, Ext4SharedWritesAreTrackedAndWrittenBack) {
   const int64_t major0 = m.ms->vmstat()[PGMAJFAULT];
   EXPECT_EQ(read_byte(*mm, a), 0);
   EXPECT_EQ(m.ms->vmstat()[PGMAJFAULT], major0 + 1);  // read from "disk"
-  EXPECT_FALSE(pte_write(pte_at(*mm, a)));             // write-notify: read-only until written
+  EXPECT_FALSE(pte_write(pte_at(*mm, a)));            // write-notify: read-only until written
   const int64_t faults0 = m.ms->vmstat()[PGFAULT];
   ASSERT_TRUE(write_user<char>(*mm, a, 'd').ok());
   EXPECT_EQ(m.ms->vmstat()[PGFAULT], faults0 + 1);  // page_mkwrite fault
@@ -135,7 +135,8 @@ TEST(FileMapping, TruncateUnmapsAndFreesThePages) {
   MmHandle mm = Mm::create(m.vm);
   const VirtAddr shared = map_file(*mm, file, 4 * PAGE_SIZE, MAP_SHARED);
   const VirtAddr priv = map_file(*mm, file, 4 * PAGE_SIZE, MAP_PRIVATE);
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(write_user<char>(*mm, shared + i * PAGE_SIZE, 'a' + i).ok());
+  for (int i = 0; i < 4; ++i)
+    ASSERT_TRUE(write_user<char>(*mm, shared + i * PAGE_SIZE, 'a' + i).ok());
   ASSERT_TRUE(write_user<char>(*mm, priv + 3 * PAGE_SIZE, 'P').ok());  // a private COW copy
   EXPECT_EQ(m.ms->vmstat()[NR_SHMEM], 4);
   const int64_t free0 = m.free_pages();

@@ -83,7 +83,8 @@ TEST(Thp, ForkSharesThenCowSplitsThePmd) {
   MmHandle parent = Mm::create(m.vm);
   const VirtAddr a = map_anon(*parent, HPAGE_PMD_SIZE);
   for (uint64_t off = 0; off < HPAGE_PMD_SIZE; off += PAGE_SIZE) {
-    ASSERT_TRUE(write_user<uint8_t>(*parent, a + off, static_cast<uint8_t>(off >> PAGE_SHIFT)).ok());
+    ASSERT_TRUE(
+        write_user<uint8_t>(*parent, a + off, static_cast<uint8_t>(off >> PAGE_SHIFT)).ok());
   }
   auto child = dup_mm(*parent);
   ASSERT_TRUE(child.ok());

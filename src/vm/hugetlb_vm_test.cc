@@ -110,7 +110,8 @@ TEST(HugetlbVm, SharedHugetlbfsFileIsShared) {
   EXPECT_EQ(read_byte(*mm, *b + HPAGE_PMD_SIZE + 2), 0x6b);
   EXPECT_EQ(pool(m).free_huge_pages, 3u);
   EXPECT_VM_VALID(m.vm);
-  EXPECT_EQ(vm_mmap(*mm, VirtAddr(0x1000), HPAGE_PMD_SIZE, PROT_READ, MAP_SHARED | MAP_FIXED, file).error(),
+  EXPECT_EQ(vm_mmap(*mm, VirtAddr(0x1000), HPAGE_PMD_SIZE, PROT_READ, MAP_SHARED | MAP_FIXED, file)
+                .error(),
             Errno(EINVAL));  // not huge-page aligned
 }
 

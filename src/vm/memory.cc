@@ -198,7 +198,8 @@ VmFault wp_page_copy(VmFaultInfo& vmf) {
     put_old();
     return VM_FAULT_OOM;
   }
-  if (!pfn_is_zero) ms.frames().copy(folio_pfn(new_folio), page_to_pfn(vmf.page), PageCount(1));
+  // From the PFN, not the page: a private PFN map has no struct page to copy.
+  if (!pfn_is_zero) ms.frames().copy(folio_pfn(new_folio), pte_pfn(vmf.orig_pte), PageCount(1));
   folio_set_uptodate(new_folio);
 
   const MmuNotifierRange range{

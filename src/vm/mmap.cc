@@ -134,7 +134,15 @@ Result<VirtAddr> vm_mmap(Mm& mm, VirtAddr addr, uint64_t len, int prot, int flag
     vma_set_page_prot(vma.get());
     if (is_vm_hugetlb_page(vma.get())) TRY(hugetlb_reserve_pages(vma.get()));
     if (file != nullptr) file_vma_link(vma.get());
+    Vma& inserted = *vma;
     mm.insert_vma(std::move(vma));
+    if (file != nullptr && file->is_device()) {
+      const Result<void> r = file->device_mmap() ? file->device_mmap()(inserted) : Errno(ENODEV);
+      if (!r.ok()) {
+        (void)do_munmap(mm, start, end);
+        return r.error();
+      }
+    }
   }
   if ((flags & MAP_POPULATE) && !(flags & MAP_NONBLOCK)) {
     // mm_populate: errors do not fail the mmap.
@@ -296,24 +304,43 @@ Result<void> madvise_populate(Mm& mm, VirtAddr start, VirtAddr end, bool write)
   return {};
 }
 
-Result<void> madvise_hugepage(Mm& mm, VirtAddr start, VirtAddr end, int advice)
+// The new vm_flags of `vma` under `advice`, or EINVAL (MADV_DOFORK on VM_IO).
+Result<VmFlags> madvise_new_flags(const Vma* vma, int advice) {
+  VmFlags f = vma->vm_flags;
+  switch (advice) {
+    case MADV_HUGEPAGE:
+      if (any(f & (VM_SPECIAL | VM_HUGETLB))) return f;
+      return (f | VM_HUGEPAGE) & ~VM_NOHUGEPAGE;
+    case MADV_NOHUGEPAGE:
+      if (any(f & (VM_SPECIAL | VM_HUGETLB))) return f;
+      return (f | VM_NOHUGEPAGE) & ~VM_HUGEPAGE;
+    case MADV_DONTFORK:
+      return f | VM_DONTCOPY;
+    case MADV_DOFORK:
+      if (any(f & VM_IO)) return Errno(EINVAL);
+      return f & ~VM_DONTCOPY;
+  }
+  return Errno(EINVAL);
+}
+
+// Advice that only changes VMA flags. Like the kernel, the mapped parts of
+// the range are updated even when it has holes; ENOMEM reports the holes.
+Result<void> madvise_update_flags(Mm& mm, VirtAddr start, VirtAddr end, int advice)
     REQUIRES(mm.mmap_lock) {
+  bool hole = false;
   VirtAddr cursor = start;
-  for (Vma* v : mm.vmas_in_range(start, end)) {
-    if (v->vm_start > cursor) return Errno(ENOMEM);
-    cursor = v->vm_end;
-  }
-  if (cursor < end) return Errno(ENOMEM);
-  TRY(split_at(mm, start));
-  TRY(split_at(mm, end));
   for (Vma* vma : mm.vmas_in_range(start, end)) {
-    if (any(vma->vm_flags & (VM_SPECIAL | VM_HUGETLB))) continue;
-    if (advice == MADV_HUGEPAGE) {
-      vma->vm_flags = (vma->vm_flags | VM_HUGEPAGE) & ~VM_NOHUGEPAGE;
-    } else {
-      vma->vm_flags = (vma->vm_flags | VM_NOHUGEPAGE) & ~VM_HUGEPAGE;
-    }
+    if (vma->vm_start > cursor) hole = true;
+    cursor = vma->vm_end;
+    const VmFlags flags = TRY(madvise_new_flags(vma, advice));
+    if (flags == vma->vm_flags) continue;
+    const VirtAddr s = std::max(start, vma->vm_start);
+    const VirtAddr e = std::min(end, vma->vm_end);
+    TRY(split_at(mm, s));
+    TRY(split_at(mm, e));
+    mm.vma_lookup(s)->vm_flags = flags;
   }
+  if (hole || cursor < end) return Errno(ENOMEM);
   return {};
 }
 
@@ -327,6 +354,8 @@ Result<void> do_madvise(Mm& mm, VirtAddr start, uint64_t len, int advice) {
     case MADV_NOHUGEPAGE:
     case MADV_POPULATE_READ:
     case MADV_POPULATE_WRITE:
+    case MADV_DONTFORK:
+    case MADV_DOFORK:
       break;
     default:
       return Errno(EINVAL);
@@ -335,9 +364,9 @@ Result<void> do_madvise(Mm& mm, VirtAddr start, uint64_t len, int advice) {
   len = page_align(len);
   const VirtAddr end = start + len;
   if (end < start) return Errno(EINVAL);
-  if (advice == MADV_HUGEPAGE || advice == MADV_NOHUGEPAGE) {
+  if (advice != MADV_DONTNEED && advice != MADV_POPULATE_READ && advice != MADV_POPULATE_WRITE) {
     WriteGuard g(mm.mmap_lock);
-    return madvise_hugepage(mm, start, end, advice);
+    return madvise_update_flags(mm, start, end, advice);
   }
   ReadGuard g(mm.mmap_lock);
   if (advice == MADV_DONTNEED) return madvise_dontneed(mm, start, end);

@@ -47,9 +47,11 @@ TEST(MmuNotifier, EveryPageTableChangeIsBracketed) {
     ASSERT_TRUE(do_madvise(*mm, a + 2 * PAGE_SIZE, PAGE_SIZE, MADV_DONTNEED).ok());
     ASSERT_TRUE(vm_munmap(*mm, a + 3 * PAGE_SIZE, PAGE_SIZE).ok());
     const std::vector<MmuNotifyEvent> want = {MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_CLEAR,
-                                              MMU_NOTIFY_PROTECTION_VMA, MMU_NOTIFY_CLEAR, MMU_NOTIFY_UNMAP};
+                                              MMU_NOTIFY_PROTECTION_VMA, MMU_NOTIFY_CLEAR,
+                                              MMU_NOTIFY_UNMAP};
     ASSERT_EQ(rec.starts.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(std::get<0>(rec.starts[i]), want[i]) << i;
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_EQ(std::get<0>(rec.starts[i]), want[i]) << i;
     EXPECT_EQ(std::get<1>(rec.starts[1]), a.value());
     EXPECT_EQ(std::get<2>(rec.starts[1]), a.value() + PAGE_SIZE);
     EXPECT_EQ(rec.ends, static_cast<int>(want.size()));
@@ -83,7 +85,8 @@ TEST(MigrationEntry, FaultWaitsWithoutAReference) {
     EXPECT_EQ(read_byte(*mm, a), 0x42);
     done = true;
   });
-  while (m.vm.migration_waits() == 0) std::this_thread::yield();
+  while (m.vm.migration_waits() == 0)
+    std::this_thread::yield();
   std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_FALSE(done.load());
   EXPECT_EQ(folio_ref_count(folio), refs);  // the waiter took no reference
@@ -114,7 +117,8 @@ uint32_t test_migrate_to_ram(VmFaultInfo& vmf) {
   ++dev->calls;
   // Restore the original page (what migrate_vma would do, in miniature).
   LockedPte lp = pte_offset_map_lock(vmf.vma->vm_mm(), vmf.pmd, vmf.address);
-  set_pte(lp.pte, pte_mkyoung(pte_mkwrite(pte_mkdirty(pfn_pte(page_to_pfn(dev->original), vmf.vma->vm_page_prot)))));
+  set_pte(lp.pte, pte_mkyoung(pte_mkwrite(
+                      pte_mkdirty(pfn_pte(page_to_pfn(dev->original), vmf.vma->vm_page_prot)))));
   pte_unmap_unlock(lp);
   return 0;
 }
@@ -183,9 +187,9 @@ TEST(ForkPinned, MaybePinnedExclusivePagesAreCopiedForTheChild) {
   parent->set_flag(MMF_HAS_PINNED);
   auto child = dup_mm(*parent);
   ASSERT_TRUE(child.ok());
-  EXPECT_NE(page_at(**child, a), pinned);       // copied
-  EXPECT_TRUE(PageAnonExclusive(pinned));        // and the parent keeps it exclusive
-  EXPECT_TRUE(pte_write(pte_at(*parent, a)));    // still writable in the parent
+  EXPECT_NE(page_at(**child, a), pinned);                // copied
+  EXPECT_TRUE(PageAnonExclusive(pinned));                // and the parent keeps it exclusive
+  EXPECT_TRUE(pte_write(pte_at(*parent, a)));            // still writable in the parent
   EXPECT_EQ(page_at(**child, a + PAGE_SIZE), unpinned);  // shared as usual
   EXPECT_EQ(read_byte(**child, a), 1);
   // Writes through the pin's page stay visible to the parent's mapping.

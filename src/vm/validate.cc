@@ -254,6 +254,17 @@ void check_folios(WalkState& st, const std::map<Folio*, int>& batches) {
                   folio->page.mapcount(), n);
       }
     }
+    // An exclusive anonymous page is mapped once at most (KERNEL-SPEC 3.6).
+    if (folio_test_anon(folio)) {
+      for (uint64_t i = 0; i < folio_nr_pages(folio); ++i) {
+        const auto it = seen.pte_maps.find(i);
+        const int n = seen.entire_maps + (it == seen.pte_maps.end() ? 0 : it->second);
+        if (n > 1 && PageAnonExclusive(folio_page(folio, i))) {
+          st.r.fail("folio {:#x} page {}: anon exclusive but mapped {} times",
+                    folio_pfn(folio).value(), i, n);
+        }
+      }
+    }
     // References.
     int expected = seen.refs_held;
     if (folio_mapping(folio) != nullptr) expected += static_cast<int>(folio_nr_pages(folio));
@@ -262,7 +273,10 @@ void check_folios(WalkState& st, const std::map<Folio*, int>& batches) {
       st.r.fail("folio {:#x}: refcount {} below the {} references its mappings and caches hold",
                 folio_pfn(folio).value(), folio_ref_count(folio), expected);
     }
-    // rmap finds exactly these entries.
+    // rmap finds exactly these entries (a driver's own pages, inserted with
+    // vm_insert_page, have neither anon_vma nor mapping: rmap cannot find
+    // them, in Linux too).
+    if (!folio_test_anon(folio) && folio_mapping(folio) == nullptr) continue;
     std::set<std::pair<int, uint64_t>> found;
     rmap_walk(folio, [&](Vma* vma, VirtAddr) {
       page_vma_mapped_walk(folio, vma, false, [&](PageVmaMapped& m) {

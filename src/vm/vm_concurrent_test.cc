@@ -27,7 +27,8 @@ TEST(VmConcurrent, FaultsMunmapAndForkOnOneMm) {
   constexpr uint64_t kMinRounds = 50, kMaxRounds = 5000;
   constexpr int kMinForks = 40, kMinRemaps = 20;
   std::atomic<uint64_t> last_round{0};
-  auto region = vm_mmap(*mm, VirtAddr(0), kPages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  auto region = vm_mmap(*mm, VirtAddr(0), kPages * PAGE_SIZE, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS);
   ASSERT_TRUE(region.ok());
   const VirtAddr base = *region;
   std::atomic<int> bad{0};
@@ -59,7 +60,8 @@ TEST(VmConcurrent, FaultsMunmapAndForkOnOneMm) {
   std::thread mapper([&] {
     start.arrive_and_wait();
     while (!writer_done.load()) {
-      auto r = vm_mmap(*mm, VirtAddr(0), 2 * HPAGE_PMD_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+      auto r = vm_mmap(*mm, VirtAddr(0), 2 * HPAGE_PMD_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS);
       if (!r.ok()) {
         bad++;
         break;
@@ -95,7 +97,8 @@ TEST(VmConcurrent, FaultsMunmapAndForkOnOneMm) {
   RecordProperty("forks", forks.load());
   RecordProperty("remaps", remaps.load());
   for (uint64_t p = 0; p < kPages; ++p) {
-    EXPECT_EQ(*read_user<uint64_t>(*mm, base + p * PAGE_SIZE), stamp(last_round.load(), p)) << "page " << p;
+    EXPECT_EQ(*read_user<uint64_t>(*mm, base + p * PAGE_SIZE), stamp(last_round.load(), p))
+        << "page " << p;
   }
   lru_add_drain_all(*m.ms);
   EXPECT_VM_VALID(m.vm);

@@ -11,7 +11,9 @@
 //    (shared writable mappings are write-protected until a write fault marks
 //    the folio dirty; writeback cleans folios and write-protects them
 //    again), and page-cache misses count as major faults (a read from disk,
-//    which here reads zeros or what was last written back).
+//    which here reads zeros or what was last written back);
+//  - device files (a character device with a driver's mmap handler, see
+//    device_map.h): no page cache, no read/write; mmap calls the handler.
 // A folio in the page cache holds one reference per page, has mapping =
 // the AddressSpace and index = its first page's offset.
 //
@@ -22,6 +24,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <span>
@@ -40,7 +43,7 @@ namespace pinmm {
 class File;
 class Vma;
 
-enum class FsType : uint8_t { kTmpfs, kHugetlbfs, kExt4 };
+enum class FsType : uint8_t { kTmpfs, kHugetlbfs, kExt4, kDevice };
 const char* fs_type_name(FsType t);
 
 // struct address_space: a file's page cache and its mappings.
@@ -64,12 +67,20 @@ class AddressSpace {
 // The page cache a folio belongs to, or nullptr (anonymous, free, or removed).
 AddressSpace* folio_mapping(const Folio* folio);
 
+// A driver's mmap handler (file_operations.mmap): vm_mmap calls it with the
+// new VMA in place and the mmap lock held for writing; it fills the VMA with
+// remap_pfn_range() or vm_insert_page(). An error undoes the mapping and is
+// what mmap returns.
+using DeviceMmapFn = std::function<Result<void>(Vma& vma)>;
+
 class File : public std::enable_shared_from_this<File> {
  public:
   // A file of `size` bytes (0 is fine). For hugetlbfs, `huge_page_size` is
   // 2MiB or 1GiB.
   static std::shared_ptr<File> create(VmContext& vm, FsType type, std::string name, uint64_t size,
                                       Bytes huge_page_size = Bytes::MiB(2));
+  // A device file whose mappings `mmap` sets up.
+  static std::shared_ptr<File> create_device(VmContext& vm, std::string name, DeviceMmapFn mmap);
   ~File();
   File(const File&) = delete;
   File& operator=(const File&) = delete;
@@ -79,6 +90,9 @@ class File : public std::enable_shared_from_this<File> {
   const std::string& name() const { return name_; }
   bool is_shmem() const { return type_ == FsType::kTmpfs; }
   bool is_hugetlbfs() const { return type_ == FsType::kHugetlbfs; }
+  bool is_device() const { return type_ == FsType::kDevice; }
+  // The driver's mmap handler (device files only).
+  const DeviceMmapFn& device_mmap() const { return device_mmap_; }
   // Disk file systems need to know when a shared mapping dirties a page.
   bool needs_dirty_tracking() const { return type_ == FsType::kExt4; }
   // hugetlbfs: the huge page order of the file's pages (9 or 18); 0 otherwise.
@@ -90,9 +104,11 @@ class File : public std::enable_shared_from_this<File> {
   // ftruncate(2): growing only changes the size; shrinking unmaps the cut
   // pages from every mapping (private COW copies too) and drops them from
   // the page cache, and zeroes the tail of a partial last page.
-  // EINVAL for hugetlbfs sizes that are not huge-page multiples.
+  // EINVAL for hugetlbfs sizes that are not huge-page multiples and for
+  // device files.
   Result<void> truncate(uint64_t new_size) EXCLUDES(size_lock_);
   // pread(2)/pwrite(2) through the page cache. Writes extend the file.
+  // EINVAL on device files (no read/write methods) and for hugetlbfs writes.
   Result<uint64_t> pread(std::span<std::byte> buf, uint64_t offset);
   Result<uint64_t> pwrite(std::span<const std::byte> buf, uint64_t offset);
   // ext4: writes back every dirty folio (clean + write-protect its mappings).
@@ -111,6 +127,7 @@ class File : public std::enable_shared_from_this<File> {
   const std::string name_;
   const unsigned huge_order_;
   AddressSpace mapping_;
+  DeviceMmapFn device_mmap_;
   mutable Mutex size_lock_{LockRank::kLeaf};
   uint64_t size_ GUARDED_BY(size_lock_);
 };

@@ -32,9 +32,10 @@ Result<void> vm_munmap(Mm& mm, VirtAddr start, uint64_t len);
 // of the range is not mapped; EACCES: write on a shared mapping that may
 // not become writable.
 Result<void> do_mprotect(Mm& mm, VirtAddr start, uint64_t len, int prot);
-// madvise(2): MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE,
-// MADV_POPULATE_READ, MADV_POPULATE_WRITE. EINVAL: unaligned start or
-// unknown advice; ENOMEM: part of the range is not mapped.
+// madvise(2): MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_DONTFORK,
+// MADV_DOFORK, MADV_POPULATE_READ, MADV_POPULATE_WRITE. EINVAL: unaligned
+// start or unknown advice, MADV_DOFORK on VM_IO; ENOMEM: part of the range
+// is not mapped (the mapped parts are still advised, except for POPULATE).
 // POPULATE: EINVAL for VM_PFNMAP/VM_IO or missing permissions, EFAULT when a
 // fault fails with SIGBUS/SIGSEGV, ENOMEM on OOM, EINTR on a fatal signal.
 Result<void> do_madvise(Mm& mm, VirtAddr start, uint64_t len, int advice);

@@ -3,13 +3,15 @@
 // At a quiescent point (no faults, unmaps or migrations in flight), walks
 // every Mm of the VmContext and checks:
 //  - every leaf entry lies inside a VMA; present entries map allocated pages
-//    of live folios (special entries only the zero page); migration entries
-//    point at locked folios;
-//  - a writable mapping of an anonymous page is PageAnonExclusive;
+//    of live folios (special entries only the zero page and PFN maps);
+//    migration entries point at locked folios;
+//  - a writable mapping of an anonymous page is PageAnonExclusive, and an
+//    exclusive page is mapped once at most;
 //  - each folio's mapcounts equal what the page tables hold, over all Mms;
 //  - refcount >= mappings + page-cache references + LRU-batch references;
 //  - rmap (rmap_walk + page_vma_mapped_walk) finds exactly the entries
-//    that map each folio;
+//    that map each folio (except drivers' vm_insert_page pages, which rmap
+//    cannot find in Linux either);
 //  - RSS counters match the entries;
 //  - the page-table pages reachable from all Mms (plus deposited THP tables)
 //    are all the page-table pages the nodes count (no leak after munmap or
