@@ -25,10 +25,14 @@ enum class ThpRun { kPmd, kPte, kSinglePte, kPartialShared };
 
 std::string run_name(ThpRun run) {
   switch (run) {
-    case ThpRun::kPmd: return "Pmd";
-    case ThpRun::kPte: return "Pte";
-    case ThpRun::kSinglePte: return "SinglePte";
-    case ThpRun::kPartialShared: return "PartialShared";
+    case ThpRun::kPmd:
+      return "Pmd";
+    case ThpRun::kPte:
+      return "Pte";
+    case ThpRun::kSinglePte:
+      return "SinglePte";
+    case ThpRun::kPartialShared:
+      return "PartialShared";
   }
   return "?";
 }
@@ -40,7 +44,8 @@ struct Region {
 
 std::vector<std::byte> pattern(uint64_t size) {
   std::vector<std::byte> bytes(size);
-  for (uint64_t i = 0; i < size; ++i) bytes[i] = std::byte(static_cast<uint8_t>(i * 7 + (i >> 12)));
+  for (uint64_t i = 0; i < size; ++i)
+    bytes[i] = std::byte(static_cast<uint8_t>(i * 7 + (i >> 12)));
   return bytes;
 }
 

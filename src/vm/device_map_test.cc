@@ -47,7 +47,8 @@ TEST(PfnMap, SharedMappingIsSpecialAndUncounted) {
   {
     DriverBuffer buf(*m.ms, Order(2), 0x3c);
     MmHandle mm = Mm::create(m.vm);
-    auto a = vm_mmap(*mm, VirtAddr(0), 4 * PAGE_SIZE, kRw, MAP_SHARED, remapping_device(m.vm, buf.pfn()));
+    auto a = vm_mmap(*mm, VirtAddr(0), 4 * PAGE_SIZE, kRw, MAP_SHARED,
+                     remapping_device(m.vm, buf.pfn()));
     ASSERT_TRUE(a.ok());
     const VmFlags flags = mm->vma_lookup(*a)->vm_flags;
     EXPECT_EQ(flags & (VM_IO | VM_PFNMAP | VM_DONTEXPAND | VM_DONTDUMP),
@@ -82,7 +83,8 @@ TEST(PfnMap, PrivateMappingCopiesOnWriteAndLeavesTheDeviceAlone) {
   VmMachine m;
   DriverBuffer buf(*m.ms, Order(1), 0x11);
   MmHandle mm = Mm::create(m.vm);
-  auto a = vm_mmap(*mm, VirtAddr(0), 2 * PAGE_SIZE, kRw, MAP_PRIVATE, remapping_device(m.vm, buf.pfn()));
+  auto a =
+      vm_mmap(*mm, VirtAddr(0), 2 * PAGE_SIZE, kRw, MAP_PRIVATE, remapping_device(m.vm, buf.pfn()));
   ASSERT_TRUE(a.ok());
   EXPECT_FALSE(pte_write(pte_at(*mm, *a)));  // COW mapping: read-only until written
   ASSERT_TRUE(write_user<uint8_t>(*mm, *a + 7, 0x22).ok());
@@ -102,7 +104,8 @@ TEST(PfnMap, HandlerErrorsFailTheMmapAndLeaveNothing) {
   auto half = File::create_device(m.vm, "half", [&](Vma& vma) {
     return remap_pfn_range(vma, vma.vm_start, buf.pfn(), PAGE_SIZE);
   });
-  EXPECT_EQ(vm_mmap(*mm, VirtAddr(0), 2 * PAGE_SIZE, kRw, MAP_PRIVATE, half).error(), Errno(EINVAL));
+  EXPECT_EQ(vm_mmap(*mm, VirtAddr(0), 2 * PAGE_SIZE, kRw, MAP_PRIVATE, half).error(),
+            Errno(EINVAL));
   EXPECT_TRUE(mm->all_vmas().empty());
   // A shared one may be partial; the rest faults with SIGBUS.
   auto a = vm_mmap(*mm, VirtAddr(0), 2 * PAGE_SIZE, kRw, MAP_SHARED, half);
@@ -138,9 +141,8 @@ TEST(MixedMap, InsertedPagesAreReferencedAndMapped) {
     Page* page = alloc_pages(*m.ms, GFP_KERNEL, Order(0));
     ASSERT_NE(page, nullptr);
     std::memset(m.ms->frames().frame(m.ms->page_to_pfn(page)), 0x5e, PAGE_SIZE);
-    auto dev = File::create_device(m.vm, "mixed", [page](Vma& vma) {
-      return vm_insert_page(vma, vma.vm_start, page);
-    });
+    auto dev = File::create_device(
+        m.vm, "mixed", [page](Vma& vma) { return vm_insert_page(vma, vma.vm_start, page); });
     MmHandle mm = Mm::create(m.vm);
     auto a = vm_mmap(*mm, VirtAddr(0), PAGE_SIZE, kRw, MAP_SHARED, dev);
     ASSERT_TRUE(a.ok());
