@@ -39,8 +39,7 @@ struct Machine {
 };
 
 VirtAddr map_anon(Mm& mm, uint64_t len) {
-  return vm_mmap(mm, VirtAddr(0), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS)
-      .value();
+  return vm_mmap(mm, VirtAddr(0), len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS).value();
 }
 
 // Write faults over 1 GiB (MADV_POPULATE_WRITE: one handle_mm_fault per 4 KiB
@@ -66,18 +65,24 @@ void BM_FaultIn1GiB(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * static_cast<int64_t>(pages));
   state.counters["faults_per_GiB"] = static_cast<double>(m.ms->vmstat()[PGFAULT] - faults0) /
                                      static_cast<double>(state.iterations());
-  state.counters["ns_per_4KiB"] = benchmark::Counter(
-      pages * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_4KiB"] =
+      benchmark::Counter(pages * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
-BENCHMARK(BM_FaultIn1GiB)->ArgName("thp")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_FaultIn1GiB)
+    ->ArgName("thp")
+    ->Arg(0)
+    ->Arg(1)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // The addresses of every 4 KiB page of a populated 1 GiB mapping.
 struct Populated {
   Populated() : m(ThpMode::kNever), mm(Mm::create(*m.vm)) {
     base = map_anon(*mm, kGiB);
     (void)do_madvise(*mm, base, kGiB, MADV_POPULATE_WRITE);
-    for (uint64_t off = 0; off < kGiB; off += PAGE_SIZE) addrs.push_back(base + off);
+    for (uint64_t off = 0; off < kGiB; off += PAGE_SIZE)
+      addrs.push_back(base + off);
   }
   void shuffle() { std::shuffle(addrs.begin(), addrs.end(), std::mt19937_64(42)); }
 
@@ -106,7 +111,8 @@ void BM_PageTableWalkLockless(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     rcu::ReadSection rs;
-    for (size_t n = 0; n < kBatch; ++n) benchmark::DoNotOptimize(lockless_walk(*p.mm, p.addrs[i + n]));
+    for (size_t n = 0; n < kBatch; ++n)
+      benchmark::DoNotOptimize(lockless_walk(*p.mm, p.addrs[i + n]));
     i += kBatch;
     if (i == p.addrs.size()) i = 0;
   }
@@ -154,7 +160,8 @@ void BM_CpuAccess(benchmark::State& state) {
   std::vector<std::byte> buf(chunk, std::byte{0x5a});
   uint64_t off = 0;
   for (auto _ : state) {
-    const Result<void> r = write ? copy_to_user(*mm, a + off, buf) : copy_from_user(*mm, buf, a + off);
+    const Result<void> r =
+        write ? copy_to_user(*mm, a + off, buf) : copy_from_user(*mm, buf, a + off);
     benchmark::DoNotOptimize(r);
     off = (off + chunk) % kRegion;
   }

@@ -45,6 +45,10 @@ VmFault do_anonymous_page(VmFaultInfo& vmf);
 VmFault do_fault(VmFaultInfo& vmf);
 VmFault do_wp_page(VmFaultInfo& vmf);
 VmFault do_swap_page(VmFaultInfo& vmf);
+// Replaces the device-exclusive entry at *ptep (ptl held, folio locked) with
+// the mapping it stands for: the entry kept the reference, the mapcount is
+// added back (restore_exclusive_pte).
+void restore_exclusive_pte(Vma* vma, Page* page, VirtAddr addr, pte_t* ptep);
 // Waits for a migration to finish (without a folio reference) after seeing a
 // migration entry in the PTE for `address`.
 void migration_entry_wait(Mm& mm, pmd_t* pmd, VirtAddr address);

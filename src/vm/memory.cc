@@ -455,9 +455,26 @@ void pmd_migration_entry_wait(Mm& mm, pmd_t* pmd) {
   mm.ms().wait_table().wait_bit(folio, PG_locked, [&] { ptl_unlock(ptl); });
 }
 
+namespace {}  // namespace
+
+void restore_exclusive_pte(Vma* vma, Page* page, VirtAddr addr, pte_t* ptep) {
+  Folio* folio = page_folio(page);
+  MM_BUG_ON(!folio_test_locked(folio), folio);
+  const swp_entry_t entry = pte_to_swp_entry(ptep_get(ptep));
+  pte_t pte = pte_mkold(pfn_pte(page_to_pfn(page), vma->vm_page_prot));
+  if (is_writable_device_exclusive_entry(entry)) pte = maybe_mkwrite(pte_mkdirty(pte), vma);
+  // The entry kept the reference; the mapcount comes back now.
+  if (folio_test_anon(folio)) {
+    folio_add_anon_rmap_ptes(folio, page, 1, vma, addr, RMAP_NONE);
+  } else {
+    folio_add_file_rmap_ptes(folio, page, 1, vma);
+  }
+  set_pte(ptep, pte);
+}
+
 namespace {
 
-// The device gave up exclusive access: restore the original mapping.
+// The CPU touched a page a device holds exclusively: restore the mapping.
 VmFault remove_device_exclusive_entry(VmFaultInfo& vmf) {
   Vma* vma = vmf.vma;
   Mm& mm = vma->vm_mm();
@@ -474,11 +491,7 @@ VmFault remove_device_exclusive_entry(VmFaultInfo& vmf) {
   mmu_notifier_invalidate_range_start(range);
   folio_lock(folio);
   LockedPte lp = pte_offset_map_lock(mm, vmf.pmd, vmf.address);
-  if (lp && ptep_get(lp.pte) == vmf.orig_pte) {
-    pte_t pte = pte_mkold(pfn_pte(page_to_pfn(page), vma->vm_page_prot));
-    if (is_writable_device_exclusive_entry(entry)) pte = maybe_mkwrite(pte_mkdirty(pte), vma);
-    set_pte(lp.pte, pte);
-  }
+  if (lp && ptep_get(lp.pte) == vmf.orig_pte) restore_exclusive_pte(vma, page, vmf.address, lp.pte);
   pte_unmap_unlock(lp);
   folio_unlock(folio);
   folio_put(folio);
@@ -648,13 +661,13 @@ void zap_pte(Vma* vma, pte_t* ptep, VirtAddr addr, MmuGather& tlb, const ZapDeta
     if (zap_skip(d, folio)) return;
     ptep_get_and_clear(ptep);
     mm.add_mm_counter(mm_counter_of(folio), -1);
-    if (is_device_private_entry(e) || is_device_exclusive_entry(e)) {
-      // The entry held a mapping (and, for device pages, a reference).
+    if (is_device_private_entry(e)) {
+      // The entry is a mapping of the device page and holds a reference.
       folio_remove_rmap_pte(folio, page, vma);
-      if (is_device_private_entry(e))
-        folio_put(folio);
-      else
-        tlb.remove_folio(folio);
+      folio_put(folio);
+    } else if (is_device_exclusive_entry(e)) {
+      // The entry kept the mapping's reference, not its mapcount (6.12).
+      tlb.remove_folio(folio);
     }
     // A migration entry: the migrating thread holds the folio; nothing to drop.
     return;
@@ -805,7 +818,10 @@ int copy_present_pte(Vma* dst_vma, Vma* src_vma, pte_t* dst_pte, pte_t* src_pte,
   return 0;
 }
 
-void copy_nonpresent_pte(Vma* dst_vma, Vma* src_vma, pte_t* dst_pte, pte_t* src_pte) {
+// Copies one non-present PTE. 0 when done; -ENOENT when a device-exclusive
+// entry was restored in the parent (the caller copies the now present PTE);
+// -EBUSY when that needs a folio lock someone else holds (fork fails).
+int copy_nonpresent_pte(Vma* dst_vma, Vma* src_vma, pte_t* dst_pte, pte_t* src_pte, VirtAddr addr) {
   Mm& dst_mm = dst_vma->vm_mm();
   const pte_t pte = ptep_get(src_pte);
   swp_entry_t e = pte_to_swp_entry(pte);
@@ -821,7 +837,7 @@ void copy_nonpresent_pte(Vma* dst_vma, Vma* src_vma, pte_t* dst_pte, pte_t* src_
       e = r;
     }
     set_pte(dst_pte, swp_entry_to_pte(e));
-    return;
+    return 0;
   }
   if (is_device_private_entry(e)) {
     Page* page = dst_mm.ms().pfn_to_page(swp_offset_pfn(e));
@@ -835,9 +851,17 @@ void copy_nonpresent_pte(Vma* dst_vma, Vma* src_vma, pte_t* dst_pte, pte_t* src_
       set_pte(src_pte, swp_entry_to_pte(e));
     }
     set_pte(dst_pte, swp_entry_to_pte(e));
-    return;
+    return 0;
+  }
+  if (is_device_exclusive_entry(e)) {
+    Page* page = dst_mm.ms().pfn_to_page(swp_offset_pfn(e));
+    if (!folio_trylock(page_folio(page))) return -EBUSY;
+    restore_exclusive_pte(src_vma, page, addr, src_pte);
+    folio_unlock(page_folio(page));
+    return -ENOENT;
   }
   set_pte(dst_pte, pte);  // hwpoison
+  return 0;
 }
 
 }  // namespace
@@ -896,12 +920,18 @@ Result<void> copy_page_range(Vma* dst_vma, Vma* src_vma) {
       ptl_lock_nested(src_ptl);
       pte_t* src_pte = pte_offset_map(src_mm, pmdp_get(src_pmd), a);
       bool need_prealloc = false;
+      bool busy = false;
       for (; a < next; a = a + PAGE_SIZE, ++src_pte, ++dst.pte) {
         const pte_t pte = ptep_get(src_pte);
         if (pte_none(pte)) continue;
         if (!pte_present(pte)) {
-          copy_nonpresent_pte(dst_vma, src_vma, dst.pte, src_pte);
-          continue;
+          const int ret = copy_nonpresent_pte(dst_vma, src_vma, dst.pte, src_pte, a);
+          if (ret == 0) continue;
+          if (ret == -EBUSY) {
+            busy = true;
+            break;
+          }
+          // -ENOENT: a device-exclusive entry is a present PTE again.
         }
         if (copy_present_pte(dst_vma, src_vma, dst.pte, src_pte, a, &prealloc) == -EAGAIN) {
           need_prealloc = true;
@@ -910,6 +940,10 @@ Result<void> copy_page_range(Vma* dst_vma, Vma* src_vma) {
       }
       ptl_unlock(src_ptl);
       pte_unmap_unlock(dst);
+      if (busy) {
+        result = Errno(ENOMEM);  // copy_pmd_range turns every failure into ENOMEM
+        break;
+      }
       if (need_prealloc) {
         prealloc = vma_alloc_anon_folio(dst_vma, false);
         if (prealloc == nullptr) {
@@ -989,21 +1023,21 @@ void change_protection(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb) {
           set_pte(ptep, pte);
         } else if (is_swap_pte(old)) {
           const swp_entry_t e = pte_to_swp_entry(old);
-          // A write-protected range cannot keep writable entries waiting to
-          // be restored: downgrade them.
-          if (!any(vma->vm_flags & VM_WRITE)) {
-            if (is_writable_migration_entry(e)) {
-              Page* page = mm.ms().pfn_to_page(swp_offset_pfn(e));
-              swp_entry_t r = folio_test_anon(page_folio(page)) && PageAnonExclusive(page)
-                                  ? make_readable_exclusive_migration_entry(swp_offset_pfn(e))
-                                  : make_readable_migration_entry(swp_offset_pfn(e));
-              if (is_migration_entry_young(e)) r = make_migration_entry_young(r);
-              if (is_migration_entry_dirty(e)) r = make_migration_entry_dirty(r);
-              set_pte(ptep, swp_entry_to_pte(r));
-            } else if (is_writable_device_private_entry(e)) {
-              set_pte(ptep,
-                      swp_entry_to_pte(make_readable_device_private_entry(swp_offset_pfn(e))));
-            }
+          // Writable entries waiting to be restored are downgraded (as
+          // change_pte_range does for every protection change): the restored
+          // PTE then follows the new protection, and a later write faults.
+          const Pfn pfn = swp_offset_pfn(e);
+          if (is_writable_migration_entry(e)) {
+            swp_entry_t r = folio_test_anon(page_folio(mm.ms().pfn_to_page(pfn)))
+                                ? make_readable_exclusive_migration_entry(pfn)
+                                : make_readable_migration_entry(pfn);
+            if (is_migration_entry_young(e)) r = make_migration_entry_young(r);
+            if (is_migration_entry_dirty(e)) r = make_migration_entry_dirty(r);
+            set_pte(ptep, swp_entry_to_pte(r));
+          } else if (is_writable_device_private_entry(e)) {
+            set_pte(ptep, swp_entry_to_pte(make_readable_device_private_entry(pfn)));
+          } else if (is_writable_device_exclusive_entry(e)) {
+            set_pte(ptep, swp_entry_to_pte(make_readable_device_exclusive_entry(pfn)));
           }
         }
       }

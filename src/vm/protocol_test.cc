@@ -1,6 +1,7 @@
 // The protocols other layers build on: MMU notifiers, waiting on migration
-// entries without a reference, the device-private fault hook, the TLB
-// guarantee, and fork's early COW of maybe-pinned pages.
+// entries without a reference, the device-private fault hook, device-
+// exclusive and hwpoison entries, the TLB guarantee, and fork's early COW of
+// maybe-pinned pages.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -146,6 +147,128 @@ TEST(DevicePrivate, CpuFaultCallsMigrateToRam) {
   set_page_pgmap(device_page, nullptr);
   init_list_head(&device_page->lru);
   free_page(device_page);
+  EXPECT_VM_VALID(m.vm);
+}
+
+// What make_device_exclusive_range does to one mapped small anon page
+// (6.12): the PTE becomes a device-exclusive entry that keeps the mapping's
+// reference but gives up its mapcount.
+void make_exclusive_by_hand(Mm& mm, VirtAddr a) {
+  Page* page = page_at(mm, a);
+  Folio* folio = page_folio(page);
+  folio_lock(folio);
+  LockedPte lp = pte_offset_map_lock(mm, pmd_offset(mm, a), a);
+  const pte_t old = ptep_get(lp.pte);
+  const Pfn pfn = page_to_pfn(page);
+  set_pte(lp.pte, swp_entry_to_pte(pte_write(old) ? make_writable_device_exclusive_entry(pfn)
+                                                  : make_readable_device_exclusive_entry(pfn)));
+  folio_remove_rmap_ptes(folio, page, 1, mm.vma_lookup(a));
+  pte_unmap_unlock(lp);
+  folio_unlock(folio);
+  mm.tlb().flush();
+}
+
+TEST(DeviceExclusive, CpuFaultRestoresTheMappingAndItsMapcount) {
+  VmMachine m;
+  MmHandle mm = Mm::create(m.vm);
+  const VirtAddr a = map_anon(*mm, PAGE_SIZE);
+  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 0x61).ok());
+  lru_add_drain_all(*m.ms);
+  Page* page = page_at(*mm, a);
+  make_exclusive_by_hand(*mm, a);
+  EXPECT_EQ(folio_mapcount(page_folio(page)), 0);
+  EXPECT_EQ(folio_ref_count(page_folio(page)), 1);
+  EXPECT_VM_VALID(m.vm);  // rmap still finds the entry
+  EXPECT_EQ(read_byte(*mm, a), 0x61);
+  const pte_t pte = pte_at(*mm, a);
+  EXPECT_TRUE(pte_present(pte) && pte_write(pte) && pte_dirty(pte));
+  EXPECT_EQ(pte_pfn(pte), page_to_pfn(page));
+  EXPECT_EQ(folio_mapcount(page_folio(page)), 1);
+  EXPECT_TRUE(PageAnonExclusive(page));
+  EXPECT_VM_VALID(m.vm);
+}
+
+// exclusive_cow of hmm-tests: fork restores the entry in the parent and
+// then shares the page as usual; each process COWs its own copy.
+TEST(DeviceExclusive, ForkRestoresTheEntryAndCopiesAsPresent) {
+  VmMachine m;
+  MmHandle mm = Mm::create(m.vm);
+  const VirtAddr a = map_anon(*mm, PAGE_SIZE);
+  ASSERT_TRUE(write_user<uint32_t>(*mm, a, 100).ok());
+  make_exclusive_by_hand(*mm, a);
+  auto child = dup_mm(*mm);
+  ASSERT_TRUE(child.ok());
+  EXPECT_TRUE(pte_present(pte_at(*mm, a)));
+  EXPECT_EQ(page_at(*mm, a), page_at(**child, a));
+  EXPECT_EQ(folio_mapcount(page_folio(page_at(*mm, a))), 2);
+  ASSERT_TRUE(write_user<uint32_t>(*mm, a, 101).ok());
+  ASSERT_TRUE(write_user<uint32_t>(**child, a, 102).ok());
+  EXPECT_EQ(*read_user<uint32_t>(*mm, a), 101u);
+  EXPECT_EQ(*read_user<uint32_t>(**child, a), 102u);
+  EXPECT_VM_VALID(m.vm);
+}
+
+// A fork that meets an exclusive entry whose folio is locked fails.
+TEST(DeviceExclusive, ForkFailsWhileTheFolioIsLocked) {
+  VmMachine m;
+  MmHandle mm = Mm::create(m.vm);
+  const VirtAddr a = map_anon(*mm, PAGE_SIZE);
+  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 1).ok());
+  Folio* folio = page_folio(page_at(*mm, a));
+  make_exclusive_by_hand(*mm, a);
+  folio_lock(folio);
+  EXPECT_EQ(dup_mm(*mm).error(), Errno(ENOMEM));
+  folio_unlock(folio);
+  EXPECT_VM_VALID(m.vm);
+}
+
+// exclusive_mprotect: mprotect(PROT_READ) downgrades the entry, so the
+// device loses write access; munmap drops the entry's reference.
+TEST(DeviceExclusive, MprotectDowngradesAndMunmapDropsTheReference) {
+  VmMachine m;
+  MmHandle mm = Mm::create(m.vm);
+  const VirtAddr a = map_anon(*mm, PAGE_SIZE);
+  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 1).ok());
+  lru_add_drain_all(*m.ms);
+  Folio* folio = page_folio(page_at(*mm, a));
+  folio_get(folio);  // watch it
+  make_exclusive_by_hand(*mm, a);
+  ASSERT_TRUE(do_mprotect(*mm, a, PAGE_SIZE, PROT_READ).ok());
+  const swp_entry_t e = pte_to_swp_entry(pte_at(*mm, a));
+  EXPECT_TRUE(is_device_exclusive_entry(e));
+  EXPECT_FALSE(is_writable_device_exclusive_entry(e));
+  EXPECT_EQ(folio_ref_count(folio), 2);
+  ASSERT_TRUE(vm_munmap(*mm, a, PAGE_SIZE).ok());
+  EXPECT_EQ(folio_ref_count(folio), 1);
+  EXPECT_EQ(mm->get_mm_counter(MM_ANONPAGES), 0);
+  folio_put(folio);
+  EXPECT_VM_VALID(m.vm);
+}
+
+// A hwpoison entry (left by memory_failure) makes every access fault with
+// VM_FAULT_HWPOISON: SIGBUS for the CPU, EFAULT here.
+TEST(HwPoison, AccessToAPoisonedEntryFails) {
+  VmMachine m;
+  MmHandle mm = Mm::create(m.vm);
+  const VirtAddr a = map_anon(*mm, 2 * PAGE_SIZE);
+  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 1).ok());  // page tables for both pages
+  Page* victim = alloc_pages(*m.ms, GFP_KERNEL, Order(0));
+  ASSERT_NE(victim, nullptr);
+  const VirtAddr b = a + PAGE_SIZE;
+  ASSERT_EQ(b.value() / PMD_SIZE, a.value() / PMD_SIZE);
+  LockedPte lp = pte_offset_map_lock(*mm, pmd_offset(*mm, b), b);
+  set_pte(lp.pte, swp_entry_to_pte(make_hwpoison_entry(page_to_pfn(victim))));
+  pte_unmap_unlock(lp);
+  EXPECT_EQ(read_user<uint8_t>(*mm, b).error(), Errno(EFAULT));
+  {
+    ReadGuard g(mm->mmap_lock);
+    EXPECT_TRUE(any(handle_mm_fault(mm->vma_lookup(b), b, FAULT_FLAG_NONE) & VM_FAULT_HWPOISON));
+  }
+  EXPECT_EQ(read_byte(*mm, a), 1);  // the neighbour is fine
+  EXPECT_VM_VALID(m.vm);
+  ASSERT_TRUE(vm_munmap(*mm, a, 2 * PAGE_SIZE).ok());  // zap clears the entry
+  EXPECT_EQ(folio_ref_count(page_folio(victim)), 1);
+  free_page(victim);
   EXPECT_VM_VALID(m.vm);
 }
 
