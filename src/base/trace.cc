@@ -14,6 +14,13 @@ constexpr std::array<std::string_view, static_cast<size_t>(TraceEvent::kNrEvents
     "mm_page_free",
     "mm_page_alloc_zone_locked",
     "mm_page_alloc_extfrag",
+    "mm_lru_insertion",
+    "mm_lru_activate",
+    "mm_filemap_add_to_page_cache",
+    "mm_filemap_delete_from_page_cache",
+    "tlb_flush",
+    "rss_stat",
+    "page_fault_user",
 };
 
 }  // namespace

@@ -1,6 +1,9 @@
 #include "pinmm/phys/lru.h"
 
+#include <string>
+
 #include "pinmm/base/task.h"
+#include "pinmm/base/trace.h"
 #include "pinmm/phys/memory_system.h"
 
 namespace pinmm {
@@ -35,6 +38,27 @@ void lruvec_del_folio(LruVec& lv, Folio* folio) REQUIRES(lv.lru_lock) {
   update_lru_size(folio, lru, -1);
 }
 
+// The flags column of the pagemap events (page-types letters).
+std::string pagemap_flags(const Folio* folio) {
+  const bool mapped =
+      folio_test_large(folio) ? folio_large_mapcount(folio) > 0 : folio->page.mapcount() > 0;
+  std::string f;
+  f += mapped ? 'M' : ' ';
+  f += folio_test_anon(folio) ? 'a' : 'f';
+  f += folio_test_swapcache(folio) ? 's' : ' ';
+  f += folio_test_swapbacked(folio) ? 'b' : ' ';
+  f += folio->page.test(PG_mappedtodisk) ? 'd' : ' ';
+  f += folio_test_private(folio) ? 'B' : ' ';
+  return f;
+}
+
+void trace_lru_insertion(Folio* folio) {
+  PINMM_TRACE(page_memory_system(&folio->page).tracer(), mm_lru_insertion,
+              "folio={:016x} pfn={:#x} lru={} flags={}", page_vmemmap_address(&folio->page),
+              folio_pfn(folio).value(), static_cast<int>(folio_lru_list(folio)),
+              pagemap_flags(folio));
+}
+
 // Moves a batch's folios to their lists, then drops the batch's references.
 void folio_batch_move_lru(Folio** folios, unsigned nr) {
   for (unsigned i = 0; i < nr; ++i) {
@@ -44,6 +68,7 @@ void folio_batch_move_lru(Folio** folios, unsigned nr) {
     MM_BUG_ON(folio_test_lru(folio), folio);
     folio_set_lru(folio);
     lruvec_add_folio(lv, folio);
+    trace_lru_insertion(folio);
   }
   for (unsigned i = 0; i < nr; ++i)
     folio_put(folios[i]);
@@ -156,6 +181,7 @@ void folio_putback_lru(Folio* folio) {
     MM_BUG_ON(folio_test_lru(folio), folio);
     folio_set_lru(folio);
     lruvec_add_folio(lv, folio);
+    trace_lru_insertion(folio);
   }
   folio_put(folio);
 }
@@ -174,6 +200,9 @@ void folio_mark_accessed(Folio* folio) {
     lruvec_del_folio(lv, folio);
     folio_set_active(folio);
     lruvec_add_folio(lv, folio);
+    PINMM_TRACE(page_memory_system(&folio->page).tracer(), mm_lru_activate,
+                "folio={:016x} pfn={:#x}", page_vmemmap_address(&folio->page),
+                folio_pfn(folio).value());
   } else {
     folio_set_active(folio);
   }

@@ -42,6 +42,7 @@ File::File(VmContext& vm, FsType type, std::string name, uint64_t size, unsigned
       type_(type),
       name_(std::move(name)),
       huge_order_(huge_order),
+      ino_(vm.next_ino()),
       mapping_(*this),
       size_(size) {}
 
@@ -111,6 +112,15 @@ void mod_file_stats(Folio* folio, int64_t nr) {
   if (folio_test_swapbacked(folio)) st.add(NR_SHMEM, nr);
 }
 
+// mm_filemap_add_to_page_cache / mm_filemap_delete_from_page_cache.
+void trace_filemap_op(TraceEvent event, const AddressSpace& mapping, const Folio* folio) {
+  Tracer& tracer = page_memory_system(&folio->page).tracer();
+  if (!tracer.enabled(event)) return;
+  const File& file = mapping.host();
+  tracer.emit(event, "dev 0:{} ino {:x} pfn={:#x} ofs={} order={}", file.dev_minor(), file.ino(),
+              folio_pfn(folio).value(), folio->page.index() << PAGE_SHIFT, folio_order(folio));
+}
+
 }  // namespace
 
 Result<void> filemap_add_folio(AddressSpace& mapping, Folio* folio, uint64_t index) {
@@ -131,6 +141,7 @@ Result<void> filemap_add_folio(AddressSpace& mapping, Folio* folio, uint64_t ind
     mapping.nrpages += nr;
   }
   mod_file_stats(folio, static_cast<int64_t>(nr));
+  trace_filemap_op(TraceEvent::mm_filemap_add_to_page_cache, mapping, folio);
   if (!folio_test_hugetlb(folio)) folio_add_lru(folio);
   return {};
 }
@@ -152,6 +163,7 @@ void filemap_remove_folio(Folio* folio) {
     folio_clear_dirty(folio);
   }
   mod_file_stats(folio, -static_cast<int64_t>(nr));
+  trace_filemap_op(TraceEvent::mm_filemap_delete_from_page_cache, *mapping, folio);
   folio->page.set_mapping(0);
   folio_put_refs(folio, static_cast<int>(nr));
 }

@@ -3,6 +3,7 @@
 #include <array>
 #include <utility>
 
+#include "pinmm/base/task.h"
 #include "pinmm/vm/mmap.h"
 #include "pinmm/vm/rmap.h"
 #include "vm/internal.h"
@@ -50,7 +51,16 @@ Vma::Vma(Mm& mm, VirtAddr start, VirtAddr end, VmFlags flags, uint64_t pgoff)
 
 Vma::~Vma() = default;
 
-Mm::Mm(VmContext& vm) : vm_(vm), id_(vm.next_mm_id()) { vm_.register_mm(this); }
+Mm::Mm(VmContext& vm) : vm_(vm), id_(vm.next_mm_id()), tlb_(&vm.ms().tracer()) {
+  vm_.register_mm(this);
+}
+
+void Mm::trace_rss_stat(MmCounter c, int64_t pages) {
+  static constexpr std::array<const char*, NR_MM_COUNTERS> kNames = {
+      "MM_FILEPAGES", "MM_ANONPAGES", "MM_SWAPENTS", "MM_SHMEMPAGES"};
+  ms().tracer().emit(TraceEvent::rss_stat, "mm_id={} curr={} type={} size={}B", id_,
+                     current().mm() == this ? 1 : 0, kNames[c], pages << PAGE_SHIFT);
+}
 
 Mm::~Mm() {
   vm_.unregister_mm(this);

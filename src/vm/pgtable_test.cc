@@ -97,9 +97,9 @@ RC_GTEST_PROP(EntryEncoding, SwapEntriesRoundTripAndAreOneKind, ()) {
 
 RC_GTEST_PROP(EntryEncoding, MigrationEntriesCarryYoungAndDirty, (bool young, bool dirty)) {
   const Pfn pfn(*rc::gen::inRange<uint64_t>(0, uint64_t{1} << SWP_PFN_BITS));
-  for (swp_entry_t e : {make_readable_migration_entry(pfn),
-                        make_readable_exclusive_migration_entry(pfn),
-                        make_writable_migration_entry(pfn)}) {
+  for (swp_entry_t e :
+       {make_readable_migration_entry(pfn), make_readable_exclusive_migration_entry(pfn),
+        make_writable_migration_entry(pfn)}) {
     const unsigned type = swp_type(e);
     if (young) e = make_migration_entry_young(e);
     if (dirty) e = make_migration_entry_dirty(e);

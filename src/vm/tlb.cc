@@ -2,6 +2,7 @@
 
 #include <thread>
 
+#include "pinmm/base/trace.h"
 #include "pinmm/vm/mm.h"
 
 namespace pinmm {
@@ -21,12 +22,17 @@ TlbModel::Access::Access(TlbModel& tlb) : tlb_(tlb) {
 TlbModel::Access::~Access() { tlb_.active_[slot_].fetch_sub(1, std::memory_order_seq_cst); }
 
 void TlbModel::flush() {
-  MutexGuard g(flush_lock_);
-  const uint64_t old = epoch_.fetch_add(1, std::memory_order_seq_cst);
-  const unsigned slot = static_cast<unsigned>(old & 1);
-  while (active_[slot].load(std::memory_order_seq_cst) != 0)
-    std::this_thread::yield();
-  flushes_.fetch_add(1, std::memory_order_relaxed);
+  {
+    MutexGuard g(flush_lock_);
+    const uint64_t old = epoch_.fetch_add(1, std::memory_order_seq_cst);
+    const unsigned slot = static_cast<unsigned>(old & 1);
+    while (active_[slot].load(std::memory_order_seq_cst) != 0)
+      std::this_thread::yield();
+    flushes_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // A whole-mm shootdown: pages is TLB_FLUSH_ALL (-1), reason
+  // TLB_REMOTE_SHOOTDOWN (1).
+  if (tracer_ != nullptr) PINMM_TRACE(*tracer_, tlb_flush, "pages:-1 reason:remote shootdown (1)");
 }
 
 void MmuGather::finish() {

@@ -27,11 +27,20 @@
 
 namespace pinmm {
 
+// Event names and text formats are the kernel's (6.12): kmem (page
+// allocator, rss_stat), pagemap (LRU), filemap, tlb, exceptions.
 enum class TraceEvent : uint8_t {
   mm_page_alloc,
   mm_page_free,
   mm_page_alloc_zone_locked,
   mm_page_alloc_extfrag,
+  mm_lru_insertion,
+  mm_lru_activate,
+  mm_filemap_add_to_page_cache,
+  mm_filemap_delete_from_page_cache,
+  tlb_flush,
+  rss_stat,
+  page_fault_user,
   kNrEvents
 };
 

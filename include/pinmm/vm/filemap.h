@@ -88,6 +88,11 @@ class File : public std::enable_shared_from_this<File> {
   VmContext& vm() const { return vm_; }
   FsType fs_type() const { return type_; }
   const std::string& name() const { return name_; }
+  // The inode number and the (anonymous) device number of the file's file
+  // system as the filemap trace events print them: major 0, minor 1 + the
+  // FsType.
+  uint64_t ino() const { return ino_; }
+  unsigned dev_minor() const { return 1 + static_cast<unsigned>(type_); }
   bool is_shmem() const { return type_ == FsType::kTmpfs; }
   bool is_hugetlbfs() const { return type_ == FsType::kHugetlbfs; }
   bool is_device() const { return type_ == FsType::kDevice; }
@@ -126,6 +131,7 @@ class File : public std::enable_shared_from_this<File> {
   const FsType type_;
   const std::string name_;
   const unsigned huge_order_;
+  const uint64_t ino_;
   AddressSpace mapping_;
   DeviceMmapFn device_mmap_;
   mutable Mutex size_lock_{LockRank::kLeaf};

@@ -187,7 +187,11 @@ class Mm {
   int users() const { return users_.load(std::memory_order_relaxed); }
 
   // ---- counters ----
-  void add_mm_counter(MmCounter c, int64_t v) { rss_[c].fetch_add(v, std::memory_order_relaxed); }
+  // Reported as rss_stat events (the counter's new size in bytes).
+  void add_mm_counter(MmCounter c, int64_t v) {
+    const int64_t now = rss_[c].fetch_add(v, std::memory_order_relaxed) + v;
+    if (ms().tracer().enabled(TraceEvent::rss_stat)) trace_rss_stat(c, now);
+  }
   int64_t get_mm_counter(MmCounter c) const { return rss_[c].load(std::memory_order_relaxed); }
 
   TlbModel& tlb() { return tlb_; }
@@ -199,6 +203,7 @@ class Mm {
  private:
   explicit Mm(VmContext& vm);
   ~Mm();
+  void trace_rss_stat(MmCounter c, int64_t pages);
 
   VmContext& vm_;
   const int id_;

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "pinmm/base/locks.h"
+#include "pinmm/base/trace.h"
 #include "pinmm/phys/page.h"
 
 namespace pinmm {
@@ -32,6 +33,9 @@ class Mm;
 
 class TlbModel {
  public:
+  // Flushes are reported as tlb_flush events to `tracer` if given.
+  explicit TlbModel(Tracer* tracer = nullptr) : tracer_(tracer) {}
+
   // An access in flight (RAII).
   class Access {
    public:
@@ -56,6 +60,7 @@ class TlbModel {
   std::array<std::atomic<int64_t>, 2> active_{};
   std::atomic<uint64_t> flushes_{0};
   Mutex flush_lock_{LockRank::kLeaf};
+  Tracer* const tracer_;
 };
 
 // Batches the teardown of mappings: entries are cleared first, references

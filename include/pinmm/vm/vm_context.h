@@ -45,6 +45,8 @@ class VmContext {
   }
 
   int next_mm_id() { return next_mm_id_.fetch_add(1, std::memory_order_relaxed); }
+  // Inode numbers for new files (shown by the filemap trace events).
+  uint64_t next_ino() { return next_ino_.fetch_add(1, std::memory_order_relaxed); }
 
   // Every live Mm of this machine, for validation and reports.
   void register_mm(Mm* mm) EXCLUDES(lock_);
@@ -62,6 +64,7 @@ class VmContext {
   mutable Mutex lock_{LockRank::kLeaf};
   std::atomic<Folio*> huge_zero_{nullptr};
   std::atomic<int> next_mm_id_{1};
+  std::atomic<uint64_t> next_ino_{1};
   std::vector<Mm*> mms_ GUARDED_BY(lock_);
   std::atomic<uint64_t> migration_waits_{0};
 };
