@@ -5,27 +5,26 @@
 
 #include <fmt/format.h>
 
+#include "pinmm/base/rcu.h"
 #include "pinmm/phys/kernel_pages.h"
 #include "pinmm/phys/page_alloc.h"
 #include "pinmm/phys/pageblock.h"
 #include "pinmm/report/proc.h"
+#include "pinmm/vm/filemap.h"
+#include "pinmm/vm/mmap.h"
+#include "pinmm/vm/validate.h"
 
 namespace pinmm::cli {
 namespace {
 
-struct Placement {
-  uint64_t movable_zone = 0;
-  uint64_t normal_zone = 0;
-  uint64_t normal_cma = 0;
-};
-
-void place(const Page* p, uint64_t nr, Placement& where) {
-  if (page_zone(p)->type() == ZONE_MOVABLE) {
-    where.movable_zone += nr;
-  } else {
-    where.normal_zone += nr;
-    if (get_pageblock_migratetype(p) == MIGRATE_CMA) where.normal_cma += nr;
+// Pages on the anon LRU lists (anonymous and shmem) of zones of type `t`.
+int64_t anon_pages_in(const MemorySystem& ms, ZoneType t) {
+  int64_t n = 0;
+  for (int nid = 0; nid < ms.nr_nodes(); ++nid) {
+    const ZoneStats& z = ms.zone(nid, t).stats();
+    n += z.get(NR_ZONE_INACTIVE_ANON) + z.get(NR_ZONE_ACTIVE_ANON);
   }
+  return n;
 }
 
 uint64_t count_blocks(const MemorySystem& ms, MigrateType mt) {
@@ -50,8 +49,8 @@ int run_foundation_demo(const MachineConfig& config, uint64_t seed, bool quiet) 
     if (!quiet) fmt::print("{}", s);
   };
 
-  say("pinmm run: built-in foundation demo (the scenario runner arrives with the scenario "
-      "issue)\n");
+  say("pinmm run: built-in demo of the physical and vm layers (the scenario runner arrives "
+      "with the scenario issue)\n");
   Bytes movable(0);
   for (const NodeConfig& n : config.nodes)
     movable = movable + n.movable;
@@ -81,41 +80,71 @@ int run_foundation_demo(const MachineConfig& config, uint64_t seed, bool quiet) 
       "step 1: {} unmovable kernel pages in {} allocations; unmovable pageblocks now {}\n",
       kernel_pages, kernel.size(), count_blocks(ms, MIGRATE_UNMOVABLE)));
 
-  // 2. User memory: movable allocations, small pages and THP-sized folios.
-  std::vector<std::pair<Page*, unsigned>> user;
-  Placement where;
-  const uint64_t user_budget = static_cast<uint64_t>(ms.vmstat()[NR_FREE_PAGES]) * 3 / 4;
-  uint64_t user_pages = 0;
-  while (user_pages < user_budget) {
-    const unsigned order = (rng() % 8 == 0) ? HPAGE_PMD_ORDER : 0;
-    Page* p = alloc_pages(ms, GFP_HIGHUSER_MOVABLE, Order(order));
-    if (p == nullptr) break;
-    user.emplace_back(p, order);
-    user_pages += uint64_t{1} << order;
-    place(p, uint64_t{1} << order, where);
+  // 2. User memory through address spaces: processes fault in anonymous
+  //    memory (THP where the mode and alignment allow) and share a tmpfs
+  //    file; one of them forks, sharing its pages copy-on-write.
+  const int64_t free_cma_before = ms.vmstat()[NR_FREE_CMA_PAGES];
+  ValidationReport mid;
+  {
+    VmContext vm(ms);
+    constexpr int kProcesses = 4;
+    constexpr uint64_t kChunk = uint64_t{32} << 20;
+    const uint64_t user_budget =
+        static_cast<uint64_t>(ms.vmstat()[NR_FREE_PAGES]) * 3 / 4 * PAGE_SIZE;
+    std::vector<MmHandle> procs;
+    std::vector<std::vector<VirtAddr>> chunks(kProcesses);
+    for (int i = 0; i < kProcesses; ++i)
+      procs.push_back(Mm::create(vm));
+    auto shared = File::create(vm, FsType::kTmpfs, "shared-buffer", kChunk);
+    for (int i = 0; i < 2; ++i) {
+      auto m = vm_mmap(*procs[i], VirtAddr(0), kChunk, PROT_READ | PROT_WRITE, MAP_SHARED, shared);
+      if (m.ok()) (void)do_madvise(*procs[i], *m, kChunk, MADV_POPULATE_WRITE);
+    }
+    uint64_t mapped = kChunk;
+    for (int round = 0; mapped + kChunk <= user_budget; ++round) {
+      const int p = round % kProcesses;
+      auto m = vm_mmap(*procs[p], VirtAddr(0), kChunk, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS);
+      if (!m.ok() || !do_madvise(*procs[p], *m, kChunk, MADV_POPULATE_WRITE).ok()) break;
+      chunks[p].push_back(*m);
+      mapped += kChunk;
+    }
+    auto child = dup_mm(*procs[0]);
+    lru_add_drain_all(ms);
+    const VmStat s2 = ms.vmstat();
+    say(fmt::format(
+        "step 2: {} processes faulted in {} anonymous pages ({} THPs) and share a {} tmpfs file; "
+        "process 0 forked. Anon and shmem pages: {} in ZONE_MOVABLE, {} in ZONE_NORMAL, {} in "
+        "CMA; {} page-table pages\n",
+        kProcesses, s2[NR_ANON_MAPPED],
+        s2.by_name("nr_anon_transparent_hugepages", HPAGE_PMD_NR).value_or(0),
+        Bytes(kChunk).to_string(), anon_pages_in(ms, ZONE_MOVABLE), anon_pages_in(ms, ZONE_NORMAL),
+        free_cma_before - s2[NR_FREE_CMA_PAGES], s2[NR_PAGETABLE]));
+
+    // 3. Unmap every other chunk, let the child exit, free half the kernel
+    //    allocations.
+    for (int p = 0; p < kProcesses; ++p) {
+      for (size_t c = 0; c < chunks[p].size(); c += 2)
+        (void)vm_munmap(*procs[p], chunks[p][c], kChunk);
+    }
+    if (child.ok()) child->reset();
+    for (size_t i = 0; i < kernel.size(); i += 2)
+      kfree_pages(kernel[i]);
+    lru_add_drain_all(ms);
+    say("step 3: unmapped every other chunk, the child exited, freed every other kernel "
+        "allocation\n\n/proc/buddyinfo:\n");
+    say(proc_buddyinfo(ms));
+
+    const VmStat s = ms.vmstat();
+    say(fmt::format(
+        "\ncounters: nr_free_pages {} nr_free_cma {} nr_anon_pages {} nr_shmem {} "
+        "nr_slab_unreclaimable {} pgfault {} thp_fault_alloc {} pgalloc_movable {} pgfree {}\n",
+        s[NR_FREE_PAGES], s[NR_FREE_CMA_PAGES], s[NR_ANON_MAPPED], s[NR_SHMEM],
+        s[NR_SLAB_UNRECLAIMABLE], s[PGFAULT], s[THP_FAULT_ALLOC], s[PGALLOC_MOVABLE], s[PGFREE]));
+    mid = validate_vm(vm);
+    procs.clear();  // every process exits
   }
-  say(fmt::format(
-      "step 2: {} movable user pages: {} in ZONE_MOVABLE, {} in ZONE_NORMAL of which {} in CMA\n",
-      user_pages, where.movable_zone, where.normal_zone, where.normal_cma));
-
-  // 3. Free every other user allocation and half of the kernel ones.
-  for (size_t i = 0; i < user.size(); i += 2)
-    __free_pages(user[i].first, Order(user[i].second));
-  for (size_t i = 0; i < kernel.size(); i += 2)
-    kfree_pages(kernel[i]);
-  say("step 3: freed every other allocation\n\n/proc/buddyinfo:\n");
-  say(proc_buddyinfo(ms));
-
-  const VmStat s = ms.vmstat();
-  say(fmt::format(
-      "\ncounters: nr_free_pages {} nr_free_cma {} nr_slab_unreclaimable {} pgalloc_normal {} "
-      "pgalloc_movable {} pgfree {}\n",
-      s[NR_FREE_PAGES], s[NR_FREE_CMA_PAGES], s[NR_SLAB_UNRECLAIMABLE], s[PGALLOC_NORMAL],
-      s[PGALLOC_MOVABLE], s[PGFREE]));
-
-  const ValidationReport mid = ms.validate();
-  for (size_t i = 1; i < user.size(); i += 2)
-    __free_pages(user[i].first, Order(user[i].second));
+  rcu::barrier();
   for (size_t i = 1; i < kernel.size(); i += 2)
     kfree_pages(kernel[i]);
   const ValidationReport end = ms.validate();

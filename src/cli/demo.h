@@ -1,5 +1,5 @@
 // The built-in job `pinmm run` performs until the scenario runner (issue #8)
-// exists: it boots a machine and exercises the physical layer.
+// exists: it boots a machine and exercises the physical and vm layers.
 #pragma once
 
 #include <cstdint>

@@ -10,6 +10,9 @@ Result<FrameStore> FrameStore::create(uint64_t nr_pfns) {
   void* p = ::mmap(nullptr, nr_pfns << PAGE_SHIFT, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) return Errno(ENOMEM);
+  // Host transparent huge pages make first touch of simulated memory one host
+  // fault per 2 MiB instead of per 4 KiB; a failure only costs speed.
+  (void)::madvise(p, nr_pfns << PAGE_SHIFT, MADV_HUGEPAGE);
   return FrameStore(static_cast<std::byte*>(p), nr_pfns);
 }
 

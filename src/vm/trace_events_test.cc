@@ -34,8 +34,8 @@ TEST(VmTraceEvents, FaultsRssAndTlbFlushes) {
   tracer.enable(TraceEvent::page_fault_user);
   tracer.enable(TraceEvent::rss_stat);
   tracer.enable(TraceEvent::tlb_flush);
-  ASSERT_EQ(testing::read_byte(*mm, a), 0);               // not present, read
-  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 1).ok());       // present zero page, write
+  ASSERT_EQ(testing::read_byte(*mm, a), 0);          // not present, read
+  ASSERT_TRUE(write_user<uint8_t>(*mm, a, 1).ok());  // present zero page, write
   ASSERT_TRUE(vm_munmap(*mm, a, 2 * PAGE_SIZE).ok());
   const auto faults = texts(tracer, TraceEvent::page_fault_user);
   ASSERT_EQ(faults.size(), 2u);
@@ -80,7 +80,8 @@ TEST(VmTraceEvents, PageCacheAndLru) {
   const auto inserts = texts(tracer, TraceEvent::mm_lru_insertion);
   ASSERT_EQ(inserts.size(), 1u);
   // An unmapped file folio on the inactive file list (2).
-  EXPECT_THAT(inserts[0], ContainsRegex(fmt::format("^folio=[0-9a-f]{{16}} pfn={:#x} lru=2 flags= f    $", pfn)));
+  EXPECT_THAT(inserts[0], ContainsRegex(fmt::format(
+                              "^folio=[0-9a-f]{{16}} pfn={:#x} lru=2 flags= f    $", pfn)));
   const auto activates = texts(tracer, TraceEvent::mm_lru_activate);
   ASSERT_EQ(activates.size(), 1u);
   EXPECT_THAT(activates[0], HasSubstr(fmt::format("pfn={:#x}", pfn)));
