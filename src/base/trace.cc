@@ -21,6 +21,8 @@ constexpr std::array<std::string_view, static_cast<size_t>(TraceEvent::kNrEvents
     "tlb_flush",
     "rss_stat",
     "page_fault_user",
+    "mm_migrate_pages",
+    "mm_migrate_pages_start",
 };
 
 }  // namespace

@@ -105,6 +105,32 @@ Folio* HugetlbPools::dequeue(Hstate& h, int nid) {
   return nullptr;
 }
 
+Folio* HugetlbPools::alloc_for_migration(Hstate& h, int preferred_nid, const NodeMask* nodemask,
+                                         bool fallback) {
+  const bool pin_scope = current().flags() & PF_MEMALLOC_PIN;
+  if (preferred_nid < 0) preferred_nid = 0;
+  MutexGuard g(hugetlb_lock);
+  if (h.free_huge_pages <= h.resv_huge_pages) return nullptr;
+  const int nr_nodes = ms_.nr_nodes();
+  for (int k = 0; k < nr_nodes; ++k) {
+    const int n = (preferred_nid + k) % nr_nodes;
+    if (k > 0 && !fallback) break;
+    if (nodemask != nullptr && !nodemask->test(static_cast<size_t>(n))) continue;
+    ListHead* head = &h.free_lists[n];
+    for (ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
+      Folio* folio = folio_of(pos);
+      if (pin_scope && !folio_is_longterm_pinnable(folio)) continue;
+      if (folio_test_hwpoison(folio)) continue;
+      list_del_init(&folio->page.lru);
+      --h.free_huge_pages;
+      --h.free_huge_pages_node[n];
+      folio_ref_unfreeze(folio, 1);
+      return folio;
+    }
+  }
+  return nullptr;
+}
+
 void HugetlbPools::free_huge_folio(Folio* folio) {
   MM_BUG_ON(folio_ref_count(folio) != 0 || folio_entire_mapcount(folio) != 0 ||
                 folio_pincount(folio) != 0,
@@ -114,6 +140,7 @@ void HugetlbPools::free_huge_folio(Folio* folio) {
   folio->page.clear(PG_anon_exclusive);
   folio->page.clear(PG_dirty);
   folio->page.set_mapping(0);
+  folio->page.set_private_data(0);
   MutexGuard g(hugetlb_lock);
   enqueue(*h, folio);
 }

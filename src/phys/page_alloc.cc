@@ -521,13 +521,14 @@ bool should_fail_alloc(MemorySystem& ms, MigrateType mt) {
 }
 
 Page* get_page_from_freelist(MemorySystem& ms, int nid, Gfp gfp, unsigned order,
-                             uint32_t alloc_flags) {
+                             uint32_t alloc_flags, const NodeMask* nodemask) {
   const ZoneType highest = gfp_zone(gfp);
   const MigrateType mt = gfp_migratetype(gfp);
   const auto& zonelist = ms.node(nid).zonelist(!any(gfp & __GFP_THISNODE));
   Zone* preferred = nullptr;
   for (Zone* z : zonelist) {
     if (z->type() > highest) continue;
+    if (nodemask != nullptr && !nodemask->test(static_cast<size_t>(z->nid()))) continue;
     if (preferred == nullptr) preferred = z;
     if (z->managed_pages() == 0) continue;
     Page* page = z->rmqueue(Order(order), mt, alloc_flags, highest);
@@ -558,6 +559,10 @@ uint32_t slowpath_alloc_flags(Gfp gfp) {
 }  // namespace
 
 Page* alloc_pages_node(MemorySystem& ms, int nid, Gfp gfp, Order order) {
+  return __alloc_pages(ms, gfp, order, nid, nullptr);
+}
+
+Page* __alloc_pages(MemorySystem& ms, Gfp gfp, Order order, int nid, const NodeMask* nodemask) {
   if (MM_WARN_ON_ONCE(order.value() > MAX_PAGE_ORDER)) return nullptr;
   gfp = current_gfp_context(gfp);
   if (nid == NUMA_NO_NODE || nid < 0 || nid >= ms.nr_nodes()) {
@@ -567,9 +572,10 @@ Page* alloc_pages_node(MemorySystem& ms, int nid, Gfp gfp, Order order) {
   Page* page = nullptr;
   if (!should_fail_alloc(ms, mt)) {
     const uint32_t fast_flags = ALLOC_WMARK_LOW | (mt == MIGRATE_MOVABLE ? ALLOC_CMA : 0u);
-    page = get_page_from_freelist(ms, nid, gfp, order.value(), fast_flags);
+    page = get_page_from_freelist(ms, nid, gfp, order.value(), fast_flags, nodemask);
     if (page == nullptr)
-      page = get_page_from_freelist(ms, nid, gfp, order.value(), slowpath_alloc_flags(gfp));
+      page = get_page_from_freelist(ms, nid, gfp, order.value(), slowpath_alloc_flags(gfp),
+                                    nodemask);
   }
   if (page == nullptr) {
     PINMM_TRACE(ms.tracer(), mm_page_alloc,

@@ -144,6 +144,7 @@ VmFault hugetlb_no_page(Vma* vma, VirtAddr haddr, const HugeEntry& entry, FaultF
         folio_put(folio);
         return VM_FAULT_NONE;  // raced with another fault: refault
       }
+      folio_set_hugetlb_migratable(folio);
     } else {
       anon = true;
     }

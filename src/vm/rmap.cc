@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "pinmm/base/rcu.h"
+#include "pinmm/phys/hugetlb.h"
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/walk.h"
 
@@ -263,6 +264,7 @@ void folio_remove_rmap_pmd(Folio* folio, Page* page, Vma* vma) {
 
 void hugetlb_add_new_anon_rmap(Folio* folio, Vma* vma, VirtAddr addr) {
   set_anon(folio, vma, addr);
+  folio_set_hugetlb_migratable(folio);
   entire_ref(folio).store(1, std::memory_order_relaxed);
   large_ref(folio).store(1, std::memory_order_relaxed);
   folio->page.set(PG_anon_exclusive);

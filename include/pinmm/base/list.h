@@ -72,4 +72,29 @@ inline void list_move_tail(ListHead* n, ListHead* head) {
   list_add_tail(n, head);
 }
 
+// Moves every entry of `list` to the front (splice) or the back
+// (splice_tail) of `head`, in order; `list` ends empty.
+inline void list_splice_init(ListHead* list, ListHead* head) {
+  if (list_empty(list)) return;
+  ListHead* first = list->load_next();
+  ListHead* last = list->load_prev();
+  ListHead* at = head->load_next();
+  first->store_prev(head);
+  head->store_next(first);
+  last->store_next(at);
+  at->store_prev(last);
+  init_list_head(list);
+}
+inline void list_splice_tail_init(ListHead* list, ListHead* head) {
+  if (list_empty(list)) return;
+  ListHead* first = list->load_next();
+  ListHead* last = list->load_prev();
+  ListHead* at = head->load_prev();
+  first->store_prev(at);
+  at->store_next(first);
+  last->store_next(head);
+  head->store_prev(last);
+  init_list_head(list);
+}
+
 }  // namespace pinmm

@@ -41,6 +41,8 @@ enum class TraceEvent : uint8_t {
   tlb_flush,
   rss_stat,
   page_fault_user,
+  mm_migrate_pages,
+  mm_migrate_pages_start,
   kNrEvents
 };
 

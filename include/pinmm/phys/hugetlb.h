@@ -47,6 +47,21 @@ struct HstateCounts {
   bool operator==(const HstateCounts&) const = default;
 };
 
+// hugetlb folio flags, in the head page's private word (the kernel's enum
+// hugetlb_page_flags). HPG_migratable: an in-use folio that migration may
+// isolate; set when a fault or the page cache starts using the folio,
+// cleared while it is isolated and when it is freed.
+enum HugetlbPageFlag : unsigned { HPG_migratable = 1 };
+inline bool folio_test_hugetlb_migratable(const Folio* f) {
+  return f->page.private_data() & (uint64_t{1} << HPG_migratable);
+}
+inline void folio_set_hugetlb_migratable(Folio* f) {
+  page_detail::ref(f->page.private_).fetch_or(uint64_t{1} << HPG_migratable);
+}
+inline void folio_clear_hugetlb_migratable(Folio* f) {
+  page_detail::ref(f->page.private_).fetch_and(~(uint64_t{1} << HPG_migratable));
+}
+
 class HugetlbPools {
  public:
   static constexpr unsigned kPmdIndex = 0;  // 2 MiB
@@ -68,6 +83,13 @@ class HugetlbPools {
   // becomes 1. Inside a memalloc_pin scope, folios that may not be pinned
   // long-term (ZONE_MOVABLE, CMA) are skipped. nullptr if none.
   Folio* dequeue(Hstate& h, int nid) EXCLUDES(hugetlb_lock);
+  // alloc_hugetlb_folio_nodemask for migration targets: a free folio from
+  // `preferred_nid`, or, with `fallback`, from the other nodes of `nodemask`
+  // (all nodes if nullptr), only while the pool has pages beyond its
+  // reservations. nullptr otherwise (pinmm allocates no temporary surplus
+  // folio; see docs/migrate.md).
+  Folio* alloc_for_migration(Hstate& h, int preferred_nid, const NodeMask* nodemask,
+                             bool fallback) EXCLUDES(hugetlb_lock);
   // The last reference to a hugetlb folio is gone: back to its pool.
   void free_huge_folio(Folio* folio) EXCLUDES(hugetlb_lock);
 

@@ -7,6 +7,8 @@
 // x86-64 machine are left out; their memory is part of ZONE_NORMAL here.
 #pragma once
 
+#include <bitset>
+
 #include <cstdint>
 
 #include "pinmm/base/types.h"
@@ -25,6 +27,8 @@ inline constexpr unsigned HPAGE_PUD_ORDER = 18;
 
 inline constexpr int NUMA_NO_NODE = -1;
 inline constexpr int MAX_NUMNODES = 64;
+// nodemask_t.
+using NodeMask = std::bitset<MAX_NUMNODES>;
 
 enum ZoneType : uint8_t { ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE, MAX_NR_ZONES };
 

@@ -30,6 +30,10 @@ namespace pinmm {
 Page* alloc_pages(MemorySystem& ms, Gfp gfp, Order order);
 // From node `nid` (NUMA_NO_NODE: the current task's node).
 Page* alloc_pages_node(MemorySystem& ms, int nid, Gfp gfp, Order order);
+// __alloc_pages: from the zonelist of `preferred_nid`, using only the
+// zones of nodes in `nodemask` (all nodes if nullptr).
+Page* __alloc_pages(MemorySystem& ms, Gfp gfp, Order order, int preferred_nid,
+                    const NodeMask* nodemask);
 Folio* folio_alloc(MemorySystem& ms, Gfp gfp, Order order, int nid = NUMA_NO_NODE);
 // Drops the caller's reference to the block allocated with this order and
 // frees it if that was the last one.
