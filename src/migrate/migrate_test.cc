@@ -169,7 +169,7 @@ TEST_F(Migrate, LruBatchReferenceBlocksUntilDrained) {
   EXPECT_EQ(nid_at(*mm, a), 1);
 }
 
-TEST_F(Migrate, WaiterInMigrationEntryWaitDoesNotBlockMigration) {
+TEST_F(Migrate, ConcurrentWaiterInMigrationEntryWaitDoesNotBlockMigration) {
   const VirtAddr a = anon_page(0x33);
   FolioList list;
   ASSERT_TRUE(isolate_at(*mm, a, list));

@@ -60,8 +60,11 @@ int with_folio_at(Vma* vma, VirtAddr addr, Fn&& fn) {
   if (!lp) return -ENOENT;
   const pte_t pte = ptep_get(lp.pte);
   int rc = -ENOENT;
-  if (pte_present(pte) && !pte_special(pte) && ms.pfn_valid(pte_pfn(pte)))
+  if (pte_present(pte) && ms.is_zero_pfn(pte_pfn(pte))) {
+    rc = fn(page_folio(ms.zero_page()));
+  } else if (pte_present(pte) && !pte_special(pte) && ms.pfn_valid(pte_pfn(pte))) {
     rc = fn(page_folio(ms.pfn_to_page(pte_pfn(pte))));
+  }
   pte_unmap_unlock(lp);
   return rc;
 }
