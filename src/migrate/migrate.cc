@@ -9,6 +9,7 @@
 #include "pinmm/phys/lru.h"
 #include "pinmm/phys/memory_system.h"
 #include "pinmm/vm/filemap.h"
+#include "pinmm/vm/huge_memory.h"
 #include "pinmm/vm/migrate_entries.h"
 #include "pinmm/vm/rmap.h"
 
@@ -334,11 +335,28 @@ bool is_pmd_thp(const Folio* folio) {
   return folio_test_large(folio) && folio_order(folio) == HPAGE_PMD_ORDER;
 }
 
+// try_split_folio: on success the folio's pieces (the head included) are on
+// `split_folios`.
+int try_split_folio(Folio* folio, ListHead* split_folios, MigrateMode mode) {
+  if (mode == MIGRATE_ASYNC) {
+    if (!folio_trylock(folio)) return -EAGAIN;
+  } else {
+    folio_lock(folio);
+  }
+  const int rc = split_folio_to_list(folio, split_folios);
+  folio_unlock(folio);
+  if (rc == 0) list_move_tail(&folio->page.lru, split_folios);
+  return rc;
+}
+
 // migrate_pages_batch: unmap every folio of `from` (one TLB flush for the
 // batch in ASYNC mode), then move them, each phase up to `nr_pass` passes.
-// Returns the number of folios that failed, or -ENOMEM.
-int migrate_pages_batch(const Migration& m, ListHead* from, ListHead* ret,
+// Large folios that must be split (partially mapped, or no target of
+// their size) go to `split_folios` in pieces, if given. Returns the number
+// of folios that failed (a split one counts once), or -ENOMEM.
+int migrate_pages_batch(const Migration& m, ListHead* from, ListHead* ret, ListHead* split_folios,
                         MigratePagesStats& stats, int nr_pass) {
+  const bool nosplit = m.reason == MR_NUMA_MISPLACED || split_folios == nullptr;
   int retry = 1;
   int thp_retry = 0;
   int nr_failed = 0;
@@ -356,13 +374,38 @@ int migrate_pages_batch(const Migration& m, ListHead* from, ListHead* ret,
       Folio* folio = folio_of_lru(pos);
       const bool is_thp = is_pmd_thp(folio);
       const uint64_t nr_pages = folio_nr_pages(folio);
+      // A partially mapped THP is split rather than migrated whole.
+      if (split_folios != nullptr && nr_pages > 2 && folio_test_partially_mapped(folio) &&
+          try_split_folio(folio, split_folios, m.mode) == 0) {
+        ++nr_failed;
+        stats.nr_thp_failed += is_thp;
+        stats.nr_thp_split += is_thp;
+        ++stats.nr_split;
+        continue;
+      }
       Unmapped u{};
       const int rc = migrate_folio_unmap(m, folio, &u, ret, &batch);
       switch (rc) {
         case -ENOMEM:
-          // pinmm splits no folio here (docs/migrate.md): the call stops.
           ++nr_failed;
           stats.nr_thp_failed += is_thp;
+          // No target of this size: split and migrate the pieces instead.
+          if (folio_test_large(folio) && !nosplit) {
+            const int split = try_split_folio(folio, split_folios, m.mode);
+            if (split == 0) {
+              stats.nr_thp_split += is_thp;
+              ++stats.nr_split;
+              break;
+            }
+            if (m.reason == MR_LONGTERM_PIN && split == -EAGAIN) {
+              ++retry;
+              thp_retry += is_thp;
+              nr_retry_pages += nr_pages;
+              --nr_failed;
+              stats.nr_thp_failed -= is_thp;
+              break;
+            }
+          }
           stats.nr_failed_pages += nr_pages + nr_retry_pages;
           stats.nr_thp_failed += thp_retry;
           rc_saved = rc;
@@ -440,13 +483,14 @@ move:
 
 // migrate_pages_sync: one ASYNC batch (3 passes), then each failure on its
 // own in the requested mode (7 passes), one folio locked at a time.
-int migrate_pages_sync(const Migration& m, ListHead* from, ListHead* ret,
+int migrate_pages_sync(const Migration& m, ListHead* from, ListHead* ret, ListHead* split_folios,
                        MigratePagesStats& stats) {
   ListHead folios;
   init_list_head(&folios);
   MigratePagesStats astats;
   const Migration async{m.ms, m.target, MIGRATE_ASYNC, m.reason};
-  int rc = migrate_pages_batch(async, from, &folios, astats, NR_MAX_MIGRATE_ASYNC_RETRY);
+  int rc = migrate_pages_batch(async, from, &folios, split_folios, astats,
+                               NR_MAX_MIGRATE_ASYNC_RETRY);
   stats.nr_succeeded += astats.nr_succeeded;
   stats.nr_thp_succeeded += astats.nr_thp_succeeded;
   stats.nr_thp_split += astats.nr_thp_split;
@@ -464,7 +508,7 @@ int migrate_pages_sync(const Migration& m, ListHead* from, ListHead* ret,
   list_splice_tail_init(&folios, from);
   while (!list_empty(from)) {
     list_move(from->load_next(), &folios);
-    rc = migrate_pages_batch(m, &folios, ret, stats, NR_MAX_MIGRATE_SYNC_RETRY);
+    rc = migrate_pages_batch(m, &folios, ret, split_folios, stats, NR_MAX_MIGRATE_SYNC_RETRY);
     list_splice_tail_init(&folios, ret);
     if (rc < 0) return rc;
     nr_failed += rc;
@@ -592,6 +636,8 @@ int migrate_pages(MemorySystem& ms, ListHead* from, const MigrationTarget& targe
   MigratePagesStats stats;
   ListHead ret;
   init_list_head(&ret);
+  ListHead split_folios;
+  init_list_head(&split_folios);
 
   int rc_gather = migrate_hugetlbs(m, from, &ret, stats);
   while (rc_gather >= 0 && !list_empty(from)) {
@@ -599,12 +645,22 @@ int migrate_pages(MemorySystem& ms, ListHead* from, const MigrationTarget& targe
     init_list_head(&folios);
     take_batch(from, &folios, &ret);
     const int rc = mode == MIGRATE_ASYNC
-                       ? migrate_pages_batch(m, &folios, &ret, stats, NR_MAX_MIGRATE_PAGES_RETRY)
-                       : migrate_pages_sync(m, &folios, &ret, stats);
+                       ? migrate_pages_batch(m, &folios, &ret, &split_folios, stats,
+                                             NR_MAX_MIGRATE_PAGES_RETRY)
+                       : migrate_pages_sync(m, &folios, &ret, &split_folios, stats);
     list_splice_tail_init(&folios, &ret);
     if (rc < 0) {
       rc_gather = rc;
+      list_splice_tail_init(&split_folios, &ret);
       break;
+    }
+    // The pieces of split folios: one ASYNC pass; their failures count in
+    // pgmigrate_fail but not in the return value (the folio they came
+    // from already did).
+    if (!list_empty(&split_folios)) {
+      const Migration async{ms, target, MIGRATE_ASYNC, reason};
+      (void)migrate_pages_batch(async, &split_folios, &ret, nullptr, stats, 1);
+      list_splice_tail_init(&split_folios, &ret);
     }
     rc_gather += rc;
   }

@@ -11,6 +11,7 @@
 
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/hugetlb.h"
+#include "pinmm/vm/huge_memory.h"
 #include "testing/migrate.h"
 
 namespace pinmm {
@@ -484,6 +485,158 @@ TEST(MigrateNames, ModesAndReasons) {
   EXPECT_EQ(migrate_reason_name(MR_CONTIG_RANGE), "contig_range");
   EXPECT_EQ(migrate_reason_name(MR_DAMON), "damon");
   EXPECT_EQ(static_cast<int>(MR_TYPES), 10);
+}
+
+}  // namespace
+}  // namespace pinmm
+
+namespace pinmm {
+namespace {
+
+// ---- THP splits ----
+
+class MigrateThp : public Migrate {
+ protected:
+  // A PMD-mapped THP on node 0 whose bytes are i * 7.
+  VirtAddr thp() {
+    const VirtAddr raw = testing::map_anon(*mm, 2 * HPAGE_PMD_SIZE);
+    const VirtAddr h((raw.value() + HPAGE_PMD_SIZE - 1) & HPAGE_PMD_MASK);
+    data.resize(HPAGE_PMD_SIZE);
+    for (size_t i = 0; i < data.size(); ++i)
+      data[i] = std::byte(i * 7);
+    EXPECT_TRUE(copy_to_user(*mm, h, data).ok());
+    EXPECT_TRUE(pmd_leaf(testing::pmd_at(*mm, h)));
+    return h;
+  }
+  bool intact(VirtAddr h) {
+    std::vector<std::byte> back(HPAGE_PMD_SIZE);
+    return copy_from_user(*mm, back, h).ok() && back == data;
+  }
+  // alloc_migration_target to node 1, but never a large folio.
+  MigrationTarget small_only() {
+    return MigrationTarget{[this](Folio* src) -> Folio* {
+                             if (folio_test_large(src)) return nullptr;
+                             MigrationTargetControl mtc;
+                             mtc.nid = 1;
+                             return alloc_migration_target(*m.ms, src, mtc);
+                           },
+                           {}};
+  }
+  std::vector<std::byte> data;
+};
+
+TEST_F(MigrateThp, NoHugeTargetSplitsAndMigratesThePieces) {
+  const VirtAddr h = thp();
+  FolioList list;
+  ASSERT_TRUE(isolate_at(*mm, h, list));
+  MigratePagesStats st;
+  unsigned nr = 0;
+  // The split folio counts as one failure, but the list ends empty: 0.
+  EXPECT_EQ(migrate_pages(*m.ms, &list.head, small_only(), MIGRATE_SYNC, MR_SYSCALL, &nr, &st), 0);
+  EXPECT_EQ(nr, HPAGE_PMD_NR);
+  EXPECT_EQ(st.nr_thp_failed, 1u);
+  EXPECT_EQ(st.nr_thp_split, 1u);
+  EXPECT_EQ(st.nr_split, 1u);
+  EXPECT_EQ(list.size(), 0u);
+  EXPECT_EQ(event(THP_MIGRATION_FAIL), 1);
+  EXPECT_EQ(event(THP_MIGRATION_SPLIT), 1);
+  EXPECT_EQ(event(THP_SPLIT_PAGE), 1);
+  EXPECT_EQ(event(PGMIGRATE_SUCCESS), static_cast<int64_t>(HPAGE_PMD_NR));
+  EXPECT_FALSE(pmd_leaf(testing::pmd_at(*mm, h)));
+  for (uint64_t i = 0; i < HPAGE_PMD_NR; i += 37) {
+    Page* p = testing::page_at(*mm, h + i * PAGE_SIZE);
+    ASSERT_NE(p, nullptr);
+    EXPECT_FALSE(folio_test_large(page_folio(p)));
+    EXPECT_EQ(page_to_nid(p), 1);
+    EXPECT_TRUE(PageAnonExclusive(p));
+  }
+  EXPECT_TRUE(intact(h));
+  EXPECT_EQ(isolated(), 0);
+  EXPECT_VM_VALID(m.vm);
+}
+
+TEST_F(MigrateThp, SplitFailureAbortsWithEnomem) {
+  const VirtAddr h = thp();
+  FolioList list;
+  ASSERT_TRUE(isolate_at(*mm, h, list));
+  m.ms->injector().fail_always(inject_point_vm::kSplitFolio);
+  MigratePagesStats st;
+  EXPECT_EQ(migrate_pages(*m.ms, &list.head, small_only(), MIGRATE_SYNC, MR_SYSCALL, nullptr, &st),
+            -ENOMEM);
+  m.ms->injector().clear_all();
+  EXPECT_EQ(list.size(), 1u);
+  EXPECT_EQ(st.nr_thp_failed, 1u);
+  EXPECT_EQ(st.nr_failed_pages, HPAGE_PMD_NR);
+  EXPECT_EQ(event(THP_SPLIT_PAGE_FAILED), 1);
+  putback_movable_pages(&list.head);
+  EXPECT_TRUE(pmd_leaf(testing::pmd_at(*mm, h)));
+  EXPECT_EQ(nid_at(*mm, h), 0);
+  EXPECT_TRUE(intact(h));
+  EXPECT_VM_VALID(m.vm);
+}
+
+TEST_F(MigrateThp, LongtermPinRetriesASplitThatFailedWithEagain) {
+  const VirtAddr h = thp();
+  FolioList list;
+  ASSERT_TRUE(isolate_at(*mm, h, list));
+  m.ms->injector().fail_nth(inject_point_vm::kSplitFolio, 1);
+  MigrationTarget target = small_only();
+  EXPECT_EQ(migrate_pages(*m.ms, &list.head, target, MIGRATE_SYNC, MR_LONGTERM_PIN), 0);
+  EXPECT_EQ(m.ms->injector().failures(inject_point_vm::kSplitFolio), 1u);
+  EXPECT_EQ(event(THP_SPLIT_PAGE), 1);
+  EXPECT_EQ(nid_at(*mm, h + 100 * PAGE_SIZE), 1);
+  EXPECT_TRUE(intact(h));
+}
+
+TEST_F(MigrateThp, OtherReasonsDoNotRetryTheSplit) {
+  const VirtAddr h = thp();
+  FolioList list;
+  ASSERT_TRUE(isolate_at(*mm, h, list));
+  m.ms->injector().fail_nth(inject_point_vm::kSplitFolio, 1);
+  EXPECT_EQ(migrate_pages(*m.ms, &list.head, small_only(), MIGRATE_SYNC, MR_SYSCALL), -ENOMEM);
+  putback_movable_pages(&list.head);
+  EXPECT_TRUE(intact(h));
+}
+
+TEST_F(MigrateThp, PinnedThpDoesNotSplit) {
+  const VirtAddr h = thp();
+  FolioList list;
+  ASSERT_TRUE(isolate_at(*mm, h, list));
+  Folio* folio = folio_of_lru(list.head.load_next());
+  folio_ref_add(folio, 1);  // FOLL_PIN on a large folio: a reference and a pincount
+  folio_pincount_add(folio, 1);
+  ListHead pieces;
+  init_list_head(&pieces);
+  folio_lock(folio);
+  EXPECT_EQ(split_folio_to_list(folio, &pieces), -EAGAIN);
+  folio_unlock(folio);
+  EXPECT_TRUE(list_empty(&pieces));
+  folio_pincount_add(folio, -1);
+  EXPECT_FALSE(folio_ref_sub_and_test(folio, 1));
+  putback_movable_pages(&list.head);
+  EXPECT_TRUE(pmd_leaf(testing::pmd_at(*mm, h)));
+  EXPECT_VM_VALID(m.vm);
+}
+
+TEST_F(MigrateThp, PartiallyMappedThpIsSplitBeforeMigrating) {
+  const VirtAddr h = thp();
+  // Unmapping the second half leaves the folio mapped in part.
+  ASSERT_TRUE(vm_munmap(*mm, h + HPAGE_PMD_SIZE / 2, HPAGE_PMD_SIZE / 2).ok());
+  Folio* folio = page_folio(testing::page_at(*mm, h));
+  ASSERT_TRUE(folio_test_partially_mapped(folio));
+  FolioList list;
+  ASSERT_TRUE(isolate_at(*mm, h, list));
+  MigratePagesStats st;
+  EXPECT_EQ(migrate_to(*m.ms, list, 1, MIGRATE_SYNC, nullptr, &st), 0);
+  EXPECT_EQ(st.nr_split, 1u);
+  // The mapped half moved; the unmapped half was freed under migration.
+  EXPECT_EQ(st.nr_succeeded, HPAGE_PMD_NR);
+  EXPECT_EQ(nid_at(*mm, h), 1);
+  std::vector<std::byte> back(HPAGE_PMD_SIZE / 2);
+  ASSERT_TRUE(copy_from_user(*mm, back, h).ok());
+  EXPECT_TRUE(std::equal(back.begin(), back.end(), data.begin()));
+  EXPECT_EQ(isolated(), 0);
+  EXPECT_VM_VALID(m.vm);
 }
 
 }  // namespace

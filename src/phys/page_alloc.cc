@@ -683,6 +683,25 @@ void prep_compound_page(Page* head, unsigned order) {
   page_detail::ref(first_tail->pincount_).store(0, std::memory_order_relaxed);
 }
 
+void split_compound_page(Page* head, unsigned order) {
+  const uint64_t nr = uint64_t{1} << order;
+  MM_BUG_ON(!head->test(PG_head) || folio_order(reinterpret_cast<Folio*>(head)) != order, head);
+  constexpr uint64_t kKeep = uint64_t{1} << PG_anon_exclusive;
+  for (uint64_t i = 1; i < nr; ++i) {
+    Page* p = head + i;
+    MM_BUG_ON(p->refcount() != 0 || p->mapcount() != 0, p);
+    p->store_flags(p->flags() & kKeep);
+    p->set_mapping(0);  // page[1]: the pin and mapped counts
+    p->set_index(0);
+    p->set_private_data(0);
+    // No longer a tail (lockless readers see an even word); then an empty
+    // list node, which also clears page[1]'s large mapcounts.
+    page_detail::ref(p->compound_head_).store(0, std::memory_order_release);
+    init_list_head(&p->lru);
+  }
+  head->clear(PG_head);
+}
+
 bool is_zero_folio(const Folio* folio) {
   return page_memory_system(&folio->page).zero_page() == &folio->page;
 }

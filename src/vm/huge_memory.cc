@@ -9,6 +9,8 @@
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/page_alloc.h"
 #include "pinmm/vm/filemap.h"
+#include "pinmm/vm/huge_memory.h"
+#include "pinmm/vm/migrate_entries.h"
 #include "pinmm/vm/rmap.h"
 #include "pinmm/vm/walk.h"
 #include "vm/internal.h"
@@ -374,6 +376,92 @@ void change_huge_pmd(Vma* vma, pmd_t* pmd, VirtAddr addr) {
     }
   }
   ptl_unlock(ptl);
+}
+
+}  // namespace pinmm
+
+namespace pinmm {
+
+namespace {
+
+// __split_huge_page_tail: the state a new small folio inherits from the
+// head (PG_anon_exclusive stays per page).
+constexpr uint64_t kSplitCopyFlags =
+    (uint64_t{1} << PG_referenced) | (uint64_t{1} << PG_swapbacked) | (uint64_t{1} << PG_mlocked) |
+    (uint64_t{1} << PG_uptodate) | (uint64_t{1} << PG_active) | (uint64_t{1} << PG_workingset) |
+    (uint64_t{1} << PG_locked) | (uint64_t{1} << PG_unevictable) | (uint64_t{1} << PG_dirty) |
+    (uint64_t{1} << PG_young) | (uint64_t{1} << PG_idle);
+
+// can_split_folio: every reference but the caller's is a mapping's.
+bool can_split_folio(const Folio* folio) {
+  return folio_mapcount(folio) == folio_ref_count(folio) - 1;
+}
+
+}  // namespace
+
+int split_folio_to_list(Folio* folio, ListHead* list) {
+  MM_BUG_ON(!folio_test_locked(folio), folio);
+  MemorySystem& ms = page_memory_system(&folio->page);
+  if (!folio_test_anon(folio) || folio_test_hugetlb(folio) ||
+      folio_order(folio) != HPAGE_PMD_ORDER || list == nullptr)
+    return -EINVAL;
+  if (folio_test_lru(folio)) return -EBUSY;
+  int rc = 0;
+  AnonVma* anon_vma = folio_get_anon_vma(folio);
+  if (anon_vma == nullptr) {
+    rc = -EBUSY;
+  } else if (ms.injector().should_fail(inject_point_vm::kSplitFolio) || !can_split_folio(folio)) {
+    rc = -EAGAIN;
+  }
+  if (rc != 0) {
+    if (anon_vma != nullptr) anon_vma->put();
+    ms.events().inc(THP_SPLIT_PAGE_FAILED);
+    return rc;
+  }
+
+  // unmap_folio: every mapping becomes a migration entry (PMDs split first).
+  {
+    TlbFlushBatch batch;
+    try_to_migrate(folio, TTU_SPLIT_HUGE_PMD | TTU_BATCH_FLUSH, &batch);
+  }
+  if (folio_mapped(folio) || !folio_ref_freeze(folio, 1)) {
+    remove_migration_ptes(folio, folio);
+    anon_vma->put();
+    ms.events().inc(THP_SPLIT_PAGE_FAILED);
+    return -EAGAIN;
+  }
+
+  const unsigned order = folio_order(folio);
+  const uint64_t nr = folio_nr_pages(folio);
+  const uint64_t head_flags = folio->page.flags();
+  const uintptr_t mapping = folio->page.mapping();
+  const uint64_t index = folio->page.index();
+  split_compound_page(&folio->page, order);
+  for (uint64_t i = 1; i < nr; ++i) {
+    Page* p = &folio->page + i;
+    p->store_flags(p->flags() | (head_flags & kSplitCopyFlags));
+    p->set_index(index + i);
+    p->set_mapping(mapping);
+    Folio* tail = page_folio(p);
+    folio_ref_unfreeze(tail, 1);
+    folio_get(tail);  // the isolation reference of the new folio
+    list_add_tail(&p->lru, list);
+  }
+  folio_ref_unfreeze(folio, 1);
+
+  // remap_page: each new folio is mapped where its migration entries are.
+  for (uint64_t i = 0; i < nr; ++i) {
+    Folio* f = page_folio(&folio->page + i);
+    remove_migration_ptes(f, f);
+  }
+  anon_vma->put();
+  ms.events().inc(THP_SPLIT_PAGE);
+  for (uint64_t i = 1; i < nr; ++i) {
+    Folio* f = page_folio(&folio->page + i);
+    folio_unlock(f);
+    folio_put(f);  // the split's own reference; the list's stays
+  }
+  return 0;
 }
 
 }  // namespace pinmm

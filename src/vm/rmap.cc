@@ -181,6 +181,10 @@ void maybe_deferred_split(Folio* folio) {
 
 }  // namespace
 
+bool folio_test_partially_mapped(const Folio* folio) {
+  return folio_test_large(folio) && folio_page(folio, 1)->test(kPartiallyMappedBit);
+}
+
 void folio_add_new_anon_rmap(Folio* folio, Vma* vma, VirtAddr addr, RmapFlags flags) {
   const bool exclusive = flags & RMAP_EXCLUSIVE;
   folio_set_swapbacked(folio);

@@ -48,6 +48,12 @@ void free_frozen_pages(Page* page, Order order);
 // gets PG_head, tails point at it, page[1] holds the order and zeroed
 // large-folio counters.
 void prep_compound_page(Page* head, unsigned order);
+// The reverse, for a folio split (__split_huge_page): every page becomes
+// its own order-0 folio. Tails keep only PG_anon_exclusive (a per-page
+// state) and come back with refcount 0 (frozen), mapcount 0, no mapping;
+// the head loses PG_head. The caller owns the frozen folio and fills in the
+// rest.
+void split_compound_page(Page* head, unsigned order);
 
 // Frees boot memory into the buddy allocator (memblock_free_all): clears
 // PG_reserved, counts the pages as managed.

@@ -104,6 +104,9 @@ int folio_try_share_anon_rmap_pmd(Folio* folio, Page* page);
 void folio_move_anon_rmap(Folio* folio, Vma* vma);
 
 int folio_mapcount(const Folio* folio);
+// A PMD-sized anonymous folio mapped only in part (queued for a deferred
+// split).
+bool folio_test_partially_mapped(const Folio* folio);
 inline bool folio_mapped(const Folio* folio) { return folio_mapcount(folio) > 0; }
 // Mappings of this one page (PTE ones plus the folio's whole mappings).
 int page_mapcount(const Page* page);
