@@ -111,7 +111,8 @@ void BM_Migrate1GiB(benchmark::State& state) {
     pages += nr;
     nid ^= 1;
   }
-  const double folios = static_cast<double>(p.units.size()) * static_cast<double>(state.iterations());
+  const double folios =
+      static_cast<double>(p.units.size()) * static_cast<double>(state.iterations());
   // Seconds per folio (4 KiB page or 2 MiB THP), isolation included.
   state.counters["per_folio"] =
       benchmark::Counter(folios, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
@@ -143,9 +144,9 @@ void BM_CopyFloor1GiB(benchmark::State& state) {
       std::memcpy(dst + i * unit, src + i * unit, unit);
     benchmark::ClobberMemory();
   }
-  state.counters["per_folio"] =
-      benchmark::Counter(static_cast<double>(order.size()),
-                         benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+  state.counters["per_folio"] = benchmark::Counter(
+      static_cast<double>(order.size()),
+      benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
 }
 BENCHMARK(BM_CopyFloor1GiB)
     ->ArgNames({"thp", "random"})

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "pinmm/base/task.h"
+#include "pinmm/migrate/movable_ops.h"
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/phys/lru.h"
@@ -29,9 +30,8 @@ std::string_view migrate_mode_name(MigrateMode mode) {
 
 std::string_view migrate_reason_name(MigrateReason reason) {
   static constexpr std::string_view kNames[MR_TYPES] = {
-      "compaction",     "memory_failure", "memory_hotplug", "syscall_or_cpuset",
-      "mempolicy_mbind", "numa_misplaced", "contig_range",   "longterm_pin",
-      "demotion",       "damon"};
+      "compaction",     "memory_failure", "memory_hotplug", "syscall_or_cpuset", "mempolicy_mbind",
+      "numa_misplaced", "contig_range",   "longterm_pin",   "demotion",          "damon"};
   return reason < MR_TYPES ? kNames[reason] : "?";
 }
 
@@ -75,9 +75,10 @@ void folio_putback_active_hugetlb(Folio* folio) {
 
 bool isolate_folio_to_list(Folio* folio, ListHead* list) {
   if (folio_test_hugetlb(folio)) return isolate_hugetlb(folio, list);
-  if (!folio_isolate_lru(folio)) return false;
+  const bool lru = !__folio_test_movable(folio);
+  if (!(lru ? folio_isolate_lru(folio) : isolate_movable_page(&folio->page))) return false;
   list_add(&folio->page.lru, list);
-  mod_isolated(folio, +1);
+  if (lru) mod_isolated(folio, +1);
   return true;
 }
 
@@ -87,6 +88,15 @@ void putback_movable_pages(ListHead* list) {
     list_del_init(&folio->page.lru);
     if (folio_test_hugetlb(folio)) {
       folio_putback_active_hugetlb(folio);
+      continue;
+    }
+    if (__folio_test_movable(folio)) {
+      // The driver takes its page back (unless it let go of it meanwhile).
+      folio_lock(folio);
+      if (MovableOperations* ops = page_movable_ops(&folio->page)) ops->putback_page(&folio->page);
+      folio_clear_isolated(folio);
+      folio_unlock(folio);
+      folio_put(folio);
       continue;
     }
     mod_isolated(folio, -1);
@@ -110,6 +120,7 @@ struct Unmapped {
   Folio* dst;
   bool was_mapped;
   AnonVma* anon_vma;
+  bool movable;  // a movable_ops page: the driver moves it
 };
 
 void put_new_folio(const Migration& m, Folio* dst) {
@@ -124,7 +135,7 @@ void put_new_folio(const Migration& m, Folio* dst) {
 // isolated; the isolation reference goes (the memory-failure caller drops
 // it itself).
 void migrate_folio_done(Folio* src, MigrateReason reason) {
-  if (reason != MR_DEMOTION) mod_isolated(src, -1);
+  if (!__folio_test_movable(src) && reason != MR_DEMOTION) mod_isolated(src, -1);
   if (reason != MR_MEMORY_FAILURE) folio_put(src);
 }
 
@@ -266,6 +277,7 @@ int migrate_folio_unmap(const Migration& m, Folio* src, Unmapped* out, ListHead*
     migrate_folio_done(src, m.reason);
     return MIGRATEPAGE_SUCCESS;
   }
+  const bool is_lru = !__folio_test_movable(src);
   Folio* dst = m.target.get_new_folio(src);
   if (dst == nullptr) return -ENOMEM;
 
@@ -293,13 +305,19 @@ int migrate_folio_unmap(const Migration& m, Folio* src, Unmapped* out, ListHead*
   if (folio_test_anon(src)) anon_vma = folio_get_anon_vma(src);
   if (!folio_trylock(dst)) goto out;
   dst_locked = true;
+  if (!is_lru) {
+    // The driver's page is not mapped: it moves in the move phase.
+    list_del_init(&src->page.lru);
+    *out = Unmapped{src, dst, false, anon_vma, true};
+    return MIGRATEPAGE_UNMAP;
+  }
   if (folio_mapped(src)) {
     try_to_migrate(src, m.mode == MIGRATE_ASYNC ? TTU_BATCH_FLUSH : TTU_NONE, batch);
     was_mapped = true;
   }
   if (!folio_mapped(src)) {
     list_del_init(&src->page.lru);
-    *out = Unmapped{src, dst, was_mapped, anon_vma};
+    *out = Unmapped{src, dst, was_mapped, anon_vma, false};
     return MIGRATEPAGE_UNMAP;
   }
 out:
@@ -312,8 +330,23 @@ out:
 // migrate_folio_move: MIGRATEPAGE_SUCCESS, -EAGAIN (the folio stays
 // unmapped for another pass), or an error (src restored and moved to
 // `ret`).
+// migrate_movable_ops_page: the driver moves its page.
+int migrate_movable_ops_page(const Migration& m, Folio* dst, Folio* src) {
+  MovableOperations* ops = page_movable_ops(&src->page);
+  if (ops == nullptr) {
+    // The driver let go of the page meanwhile: nothing to move, it is
+    // freed with the isolation reference (and dst unused).
+    folio_clear_isolated(src);
+    return MIGRATEPAGE_SUCCESS;
+  }
+  const int rc = ops->migrate_page(&dst->page, &src->page, m.mode);
+  if (rc == MIGRATEPAGE_SUCCESS) folio_clear_isolated(src);
+  return rc;
+}
+
 int migrate_folio_move(const Migration& m, const Unmapped& u, ListHead* ret) {
-  const int rc = move_to_new_folio(m, u.dst, u.src);
+  const int rc =
+      u.movable ? migrate_movable_ops_page(m, u.dst, u.src) : move_to_new_folio(m, u.dst, u.src);
   if (rc == -EAGAIN) return rc;
   if (rc != MIGRATEPAGE_SUCCESS) {
     list_add_tail(&u.src->page.lru, ret);
@@ -321,7 +354,7 @@ int migrate_folio_move(const Migration& m, const Unmapped& u, ListHead* ret) {
     migrate_folio_undo_dst(m, u.dst, true);
     return rc;
   }
-  folio_add_lru(u.dst);
+  if (!u.movable) folio_add_lru(u.dst);
   if (u.was_mapped) remove_migration_ptes(u.src, u.dst);
   folio_unlock(u.dst);
   folio_put(u.dst);  // the allocation's reference; mappings and the cache hold theirs
@@ -489,8 +522,8 @@ int migrate_pages_sync(const Migration& m, ListHead* from, ListHead* ret, ListHe
   init_list_head(&folios);
   MigratePagesStats astats;
   const Migration async{m.ms, m.target, MIGRATE_ASYNC, m.reason};
-  int rc = migrate_pages_batch(async, from, &folios, split_folios, astats,
-                               NR_MAX_MIGRATE_ASYNC_RETRY);
+  int rc =
+      migrate_pages_batch(async, from, &folios, split_folios, astats, NR_MAX_MIGRATE_ASYNC_RETRY);
   stats.nr_succeeded += astats.nr_succeeded;
   stats.nr_thp_succeeded += astats.nr_thp_succeeded;
   stats.nr_thp_split += astats.nr_thp_split;
@@ -564,8 +597,7 @@ bool hugepage_migration_supported(const Folio* folio) {
 }
 
 // migrate_hugetlbs: the hugetlb folios of `from`, up to 10 passes.
-int migrate_hugetlbs(const Migration& m, ListHead* from, ListHead* ret,
-                     MigratePagesStats& stats) {
+int migrate_hugetlbs(const Migration& m, ListHead* from, ListHead* ret, MigratePagesStats& stats) {
   int retry = 1;
   int nr_failed = 0;
   uint64_t nr_retry_pages = 0;
@@ -627,9 +659,8 @@ void take_batch(ListHead* from, ListHead* batch, ListHead* ret) {
 
 }  // namespace
 
-int migrate_pages(MemorySystem& ms, ListHead* from, const MigrationTarget& target,
-                  MigrateMode mode, MigrateReason reason, unsigned* nr_succeeded,
-                  MigratePagesStats* stats_out) {
+int migrate_pages(MemorySystem& ms, ListHead* from, const MigrationTarget& target, MigrateMode mode,
+                  MigrateReason reason, unsigned* nr_succeeded, MigratePagesStats* stats_out) {
   const Migration m{ms, target, mode, reason};
   PINMM_TRACE(ms.tracer(), mm_migrate_pages_start, "mode={} reason={}", migrate_mode_name(mode),
               migrate_reason_name(reason));

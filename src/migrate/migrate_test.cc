@@ -18,10 +18,10 @@ namespace pinmm {
 namespace {
 
 using testing::FolioList;
+using ::testing::HasSubstr;
 using testing::isolate_at;
 using testing::migrate_to;
 using testing::nid_at;
-using ::testing::HasSubstr;
 
 class Migrate : public ::testing::Test {
  protected:
@@ -29,8 +29,10 @@ class Migrate : public ::testing::Test {
 
   int64_t event(VmEventItem e) { return m.ms->events().get(e); }
   int64_t isolated() {
-    return m.ms->node(0).stats().get(NR_ISOLATED_ANON) + m.ms->node(1).stats().get(NR_ISOLATED_ANON) +
-           m.ms->node(0).stats().get(NR_ISOLATED_FILE) + m.ms->node(1).stats().get(NR_ISOLATED_FILE);
+    return m.ms->node(0).stats().get(NR_ISOLATED_ANON) +
+           m.ms->node(1).stats().get(NR_ISOLATED_ANON) +
+           m.ms->node(0).stats().get(NR_ISOLATED_FILE) +
+           m.ms->node(1).stats().get(NR_ISOLATED_FILE);
   }
   // One private anonymous page on node 0 holding `pattern` in every byte.
   VirtAddr anon_page(uint8_t pattern) {
@@ -179,7 +181,8 @@ TEST_F(Migrate, ConcurrentWaiterInMigrationEntryWaitDoesNotBlockMigration) {
   m.ms->injector().delay(inject_point_migrate::kAfterUnmap, std::chrono::milliseconds(200));
   std::atomic<bool> started{false};
   std::thread reader([&] {
-    while (m.vm.migration_waits() == 0 && !started.load()) std::this_thread::yield();
+    while (m.vm.migration_waits() == 0 && !started.load())
+      std::this_thread::yield();
     EXPECT_TRUE(page_holds(a, 0x33));
   });
   std::thread poke([&] {
@@ -471,7 +474,8 @@ TEST_F(Migrate, TraceEventsCarryTheKernelFields) {
   ASSERT_TRUE(isolate_at(*mm, a, list));
   EXPECT_EQ(migrate_to(*m.ms, list, 1, MIGRATE_SYNC_LIGHT), 0);
   std::vector<std::string> lines;
-  for (const TraceRecord& r : tracer.records()) lines.push_back(r.text);
+  for (const TraceRecord& r : tracer.records())
+    lines.push_back(r.text);
   ASSERT_EQ(lines.size(), 2u);
   EXPECT_EQ(lines[0], "mode=MIGRATE_SYNC_LIGHT reason=syscall_or_cpuset");
   EXPECT_EQ(lines[1],

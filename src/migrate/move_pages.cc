@@ -22,8 +22,7 @@ bool folio_likely_mapped_shared(const Folio* folio) {
   const int mapcount = folio_mapcount(folio);
   if (!folio_test_large(folio) || folio_test_hugetlb(folio)) return mapcount > 1;
   if (mapcount <= 1) return false;
-  if (folio_entire_mapcount(folio) > 0 ||
-      static_cast<uint64_t>(mapcount) > folio_nr_pages(folio))
+  if (folio_entire_mapcount(folio) > 0 || static_cast<uint64_t>(mapcount) > folio_nr_pages(folio))
     return true;
   return folio->page.mapcount() > 1;
 }
@@ -86,8 +85,7 @@ int add_folio(Folio* folio, int node, ListHead* pagelist, bool migrate_all) {
   return -EBUSY;
 }
 
-int add_folio_for_migration(Mm& mm, VirtAddr addr, int node, ListHead* pagelist,
-                            bool migrate_all) {
+int add_folio_for_migration(Mm& mm, VirtAddr addr, int node, ListHead* pagelist, bool migrate_all) {
   ReadGuard g(mm.mmap_lock);
   Vma* vma = mm.vma_lookup(addr);
   if (vma == nullptr || !vma_migratable(vma)) return -EFAULT;
@@ -113,8 +111,8 @@ void store_status(std::span<int> status, size_t start, int value, size_t nr) {
     status[i] = value;
 }
 
-long move_and_store_status(MemorySystem& ms, int node, ListHead* pagelist,
-                           std::span<int> status, size_t start, size_t i, size_t nr_pages) {
+long move_and_store_status(MemorySystem& ms, int node, ListHead* pagelist, std::span<int> status,
+                           size_t start, size_t i, size_t nr_pages) {
   if (list_empty(pagelist)) return 0;
   long err = move_pages_to_node(ms, pagelist, node);
   if (err != 0) {
@@ -183,8 +181,8 @@ Result<long> move_pages(Mm& mm, std::span<const VirtAddr> pages, std::span<const
       start = i;
       current_node = node;
     }
-    int rc = add_folio_for_migration(mm, pages[i], current_node, &pagelist,
-                                     flags & MPOL_MF_MOVE_ALL);
+    int rc =
+        add_folio_for_migration(mm, pages[i], current_node, &pagelist, flags & MPOL_MF_MOVE_ALL);
     if (rc > 0) continue;  // queued; its status comes with the move
     if (rc == -EEXIST) rc = -EFAULT;
     status[i] = rc != 0 ? rc : current_node;
@@ -198,7 +196,8 @@ Result<long> move_pages(Mm& mm, std::span<const VirtAddr> pages, std::span<const
     current_node = NUMA_NO_NODE;
   }
   if (flush) {
-    const long err1 = move_and_store_status(ms, current_node, &pagelist, status, start, i, nr_pages);
+    const long err1 =
+        move_and_store_status(ms, current_node, &pagelist, status, start, i, nr_pages);
     if (err >= 0) err = err1;
   }
   lru_cache_enable(ms);

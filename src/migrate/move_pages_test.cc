@@ -205,7 +205,8 @@ TEST_F(MigrationSelftest, ConcurrentPrivateAnonThp) {
 TEST_F(MigrationSelftest, ConcurrentSharedAnonThp) {
   // MAP_SHARED anonymous memory is shmem: with shmem THP off (the default)
   // it is made of small pages, as on the kernel the selftest runs on.
-  const VirtAddr raw = testing::map_anon(*mm, 2 * HPAGE_PMD_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED);
+  const VirtAddr raw =
+      testing::map_anon(*mm, 2 * HPAGE_PMD_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED);
   const VirtAddr a((raw.value() + HPAGE_PMD_SIZE - 1) & HPAGE_PMD_MASK);
   ASSERT_TRUE(do_madvise(*mm, a, HPAGE_PMD_SIZE, MADV_HUGEPAGE).ok());
   ASSERT_TRUE(write_user<uint64_t>(*mm, a, 0x600dcafeull).ok());

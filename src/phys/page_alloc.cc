@@ -574,8 +574,8 @@ Page* __alloc_pages(MemorySystem& ms, Gfp gfp, Order order, int nid, const NodeM
     const uint32_t fast_flags = ALLOC_WMARK_LOW | (mt == MIGRATE_MOVABLE ? ALLOC_CMA : 0u);
     page = get_page_from_freelist(ms, nid, gfp, order.value(), fast_flags, nodemask);
     if (page == nullptr)
-      page = get_page_from_freelist(ms, nid, gfp, order.value(), slowpath_alloc_flags(gfp),
-                                    nodemask);
+      page =
+          get_page_from_freelist(ms, nid, gfp, order.value(), slowpath_alloc_flags(gfp), nodemask);
   }
   if (page == nullptr) {
     PINMM_TRACE(ms.tracer(), mm_page_alloc,

@@ -116,8 +116,9 @@ bool migrate_one_pmd(Folio* folio, const PageVmaMapped& m, TlbFlushBatch* batch)
 
 // The folio's range in `vma`, for the MMU notifiers.
 MmuNotifierRange folio_range(Folio* folio, Vma* vma, VirtAddr addr) {
-  const VirtAddr end(std::min(vma->vm_end.value(), addr.value() + folio_nr_pages(folio) * PAGE_SIZE));
-  return MmuNotifierRange{&vma->vm_mm(), addr,           end, MMU_NOTIFIER_RANGE_BLOCKABLE,
+  const VirtAddr end(
+      std::min(vma->vm_end.value(), addr.value() + folio_nr_pages(folio) * PAGE_SIZE));
+  return MmuNotifierRange{&vma->vm_mm(),    addr,   end, MMU_NOTIFIER_RANGE_BLOCKABLE,
                           MMU_NOTIFY_CLEAR, nullptr};
 }
 

@@ -65,7 +65,8 @@ std::string_view migrate_reason_name(MigrateReason reason);
 
 inline constexpr int NR_MAX_MIGRATE_PAGES_RETRY = 10;
 inline constexpr int NR_MAX_MIGRATE_ASYNC_RETRY = 3;
-inline constexpr int NR_MAX_MIGRATE_SYNC_RETRY = NR_MAX_MIGRATE_PAGES_RETRY - NR_MAX_MIGRATE_ASYNC_RETRY;
+inline constexpr int NR_MAX_MIGRATE_SYNC_RETRY =
+    NR_MAX_MIGRATE_PAGES_RETRY - NR_MAX_MIGRATE_ASYNC_RETRY;
 inline constexpr uint64_t NR_MAX_BATCHED_MIGRATION = HPAGE_PMD_NR;
 
 // Per-folio results besides negative errnos.
@@ -120,8 +121,8 @@ struct MigratePagesStats {
 // `from`. Counts pgmigrate_success/fail and thp_migration_*, and emits
 // mm_migrate_pages_start / mm_migrate_pages. `nr_succeeded` (optional):
 // base pages migrated; `stats` (optional): all of the above.
-int migrate_pages(MemorySystem& ms, ListHead* from, const MigrationTarget& target,
-                  MigrateMode mode, MigrateReason reason, unsigned* nr_succeeded = nullptr,
+int migrate_pages(MemorySystem& ms, ListHead* from, const MigrationTarget& target, MigrateMode mode,
+                  MigrateReason reason, unsigned* nr_succeeded = nullptr,
                   MigratePagesStats* stats = nullptr);
 
 // Injection points: moving a folio fails with -EAGAIN as if someone held a

@@ -88,8 +88,8 @@ class HugetlbPools {
   // (all nodes if nullptr), only while the pool has pages beyond its
   // reservations. nullptr otherwise (pinmm allocates no temporary surplus
   // folio; see docs/migrate.md).
-  Folio* alloc_for_migration(Hstate& h, int preferred_nid, const NodeMask* nodemask,
-                             bool fallback) EXCLUDES(hugetlb_lock);
+  Folio* alloc_for_migration(Hstate& h, int preferred_nid, const NodeMask* nodemask, bool fallback)
+      EXCLUDES(hugetlb_lock);
   // The last reference to a hugetlb folio is gone: back to its pool.
   void free_huge_folio(Folio* folio) EXCLUDES(hugetlb_lock);
 
