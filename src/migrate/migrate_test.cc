@@ -78,6 +78,7 @@ TEST_F(Migrate, NobodyHoldsThePageItMigrates) {
   EXPECT_EQ(isolated(), 0);
   EXPECT_EQ(m.ms->pfn_to_page(old_pfn)->refcount(), 0);  // the source went back to the allocator
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, ExtraReferenceFailsWithEagainUntilDropped) {
@@ -107,6 +108,7 @@ TEST_F(Migrate, ExtraReferenceFailsWithEagainUntilDropped) {
   EXPECT_EQ(nid_at(*mm, a), 1);
   EXPECT_TRUE(page_holds(a, 0x11));
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, PinnedAnonExclusivePageIsRefusedAtUnmap) {
@@ -124,6 +126,7 @@ TEST_F(Migrate, PinnedAnonExclusivePageIsRefusedAtUnmap) {
   EXPECT_FALSE(folio_ref_sub_and_test(folio, GUP_PIN_COUNTING_BIAS));
   putback_movable_pages(&list.head);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, PinnedPageCacheFolioUnmapsButFailsTheRefcountCheck) {
@@ -151,6 +154,7 @@ TEST_F(Migrate, PinnedPageCacheFolioUnmapsButFailsTheRefcountCheck) {
   EXPECT_EQ(m.ms->node(1).stats().get(NR_SHMEM), 1);
   EXPECT_EQ(m.ms->node(0).stats().get(NR_SHMEM), 0);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, LruBatchReferenceBlocksUntilDrained) {
@@ -205,6 +209,7 @@ TEST_F(Migrate, ConcurrentWaiterInMigrationEntryWaitDoesNotBlockMigration) {
   EXPECT_EQ(nid_at(*mm, a), 1);
   EXPECT_EQ(event(PGMIGRATE_SUCCESS), 1);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 // ---- the state machine ----
@@ -241,6 +246,7 @@ TEST_F(Migrate, ReadOnlySharedAfterForkRestoresReadEntries) {
   EXPECT_TRUE(page_holds(a, 0x55));
   EXPECT_EQ(testing::read_byte(**child, a), 0x66);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, ThpMigratesWhole) {
@@ -266,6 +272,7 @@ TEST_F(Migrate, ThpMigratesWhole) {
   EXPECT_EQ(event(PGMIGRATE_SUCCESS), static_cast<int64_t>(HPAGE_PMD_NR));
   EXPECT_EQ(isolated(), 0);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, HugetlbMigratesToAFreePoolPage) {
@@ -292,6 +299,7 @@ TEST_F(Migrate, HugetlbMigratesToAFreePoolPage) {
   EXPECT_EQ(pools.counts_node(HugetlbPools::kPmdIndex, 0).free_huge_pages, 2u);  // source back
   EXPECT_EQ(event(PGMIGRATE_SUCCESS), static_cast<int64_t>(HPAGE_PMD_NR));
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 // ---- return values, modes, failure injection ----
@@ -317,6 +325,7 @@ TEST_F(Migrate, ReturnsFoliosNotMigratedAndLeavesThemOnTheList) {
   putback_movable_pages(&list.head);
   folio_put(pinned);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, TargetAllocationFailureAbortsWithEnomem) {
@@ -341,6 +350,7 @@ TEST_F(Migrate, TargetAllocationFailureAbortsWithEnomem) {
   putback_movable_pages(&list.head);
   EXPECT_EQ(isolated(), 0);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, AsyncModeDoesNotWaitForAFolioLock) {
@@ -415,6 +425,7 @@ TEST_F(Migrate, CopyFailureIsPermanentAndRestoresTheMapping) {
   EXPECT_TRUE(page_holds(a, 0x3c));
   putback_movable_pages(&list.head);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, RetryPassesFollowTheKernelConstants) {
@@ -452,6 +463,7 @@ TEST_F(Migrate, RetryPassesFollowTheKernelConstants) {
   putback_movable_pages(&list.head);
   folio_put(folio);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(Migrate, TransientMoveFailureIsRetried) {
@@ -481,6 +493,22 @@ TEST_F(Migrate, TraceEventsCarryTheKernelFields) {
   EXPECT_EQ(lines[1],
             "nr_succeeded=1 nr_failed=0 nr_thp_succeeded=0 nr_thp_failed=0 nr_thp_split=0 "
             "nr_split=0 mode=MIGRATE_SYNC_LIGHT reason=syscall_or_cpuset");
+}
+
+TEST_F(Migrate, ValidateCatchesIsolationBookkeeping) {
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
+  const VirtAddr a = anon_page(1);
+  FolioList list;
+  ASSERT_TRUE(isolate_at(*mm, a, list));
+  EXPECT_TRUE(validate_migrate(*m.ms, false).ok());
+  const auto busy = validate_migrate(*m.ms, true);
+  EXPECT_FALSE(busy.ok());
+  EXPECT_THAT(busy.to_string(), HasSubstr("nr_isolated_anon is 1"));
+  putback_movable_pages(&list.head);
+  m.ms->node(0).stats().add(NR_ISOLATED_FILE, -1);
+  EXPECT_THAT(validate_migrate(*m.ms, false).to_string(), HasSubstr("a negative count"));
+  m.ms->node(0).stats().add(NR_ISOLATED_FILE, 1);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST(MigrateNames, ModesAndReasons) {
@@ -557,6 +585,7 @@ TEST_F(MigrateThp, NoHugeTargetSplitsAndMigratesThePieces) {
   EXPECT_TRUE(intact(h));
   EXPECT_EQ(isolated(), 0);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(MigrateThp, SplitFailureAbortsWithEnomem) {
@@ -577,6 +606,7 @@ TEST_F(MigrateThp, SplitFailureAbortsWithEnomem) {
   EXPECT_EQ(nid_at(*mm, h), 0);
   EXPECT_TRUE(intact(h));
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(MigrateThp, LongtermPinRetriesASplitThatFailedWithEagain) {
@@ -620,6 +650,7 @@ TEST_F(MigrateThp, PinnedThpDoesNotSplit) {
   putback_movable_pages(&list.head);
   EXPECT_TRUE(pmd_leaf(testing::pmd_at(*mm, h)));
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(MigrateThp, PartiallyMappedThpIsSplitBeforeMigrating) {
@@ -641,6 +672,7 @@ TEST_F(MigrateThp, PartiallyMappedThpIsSplitBeforeMigrating) {
   EXPECT_TRUE(std::equal(back.begin(), back.end(), data.begin()));
   EXPECT_EQ(isolated(), 0);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 }  // namespace

@@ -75,8 +75,9 @@ TEST_F(MovableOps, DriverPageMigratesThroughItsOps) {
   testing::FolioList list;
   ASSERT_TRUE(isolate_folio_to_list(page_folio(p), &list.head));
   EXPECT_TRUE(folio_test_isolated(page_folio(p)));
-  EXPECT_EQ(m.ms->node(0).stats().get(NR_ISOLATED_FILE) + m.ms->node(0).stats().get(NR_ISOLATED_ANON),
-            0);  // movable_ops pages are not counted as isolated LRU pages
+  EXPECT_EQ(
+      m.ms->node(0).stats().get(NR_ISOLATED_FILE) + m.ms->node(0).stats().get(NR_ISOLATED_ANON),
+      0);  // movable_ops pages are not counted as isolated LRU pages
   // Already isolated: a second isolation is refused.
   EXPECT_FALSE(isolate_movable_page(p));
   balloon.transient_failures = 2;  // retried like any -EAGAIN
@@ -92,6 +93,7 @@ TEST_F(MovableOps, DriverPageMigratesThroughItsOps) {
   EXPECT_EQ(page_to_nid(moved), 1);
   EXPECT_EQ(balloon.byte_of(moved), 0xb1);
   EXPECT_EQ(p->refcount(), 0);  // the old page went back to the allocator
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(MovableOps, FailedPageGoesBackToTheDriver) {
@@ -105,6 +107,17 @@ TEST_F(MovableOps, FailedPageGoesBackToTheDriver) {
   EXPECT_FALSE(folio_test_isolated(page_folio(p)));
   EXPECT_TRUE(balloon.holds(p));
   EXPECT_EQ(p->refcount(), 1);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
+}
+
+TEST_F(MovableOps, ValidateFindsAStrayIsolatedPage) {
+  Page* p = balloon.inflate(1);
+  folio_set_isolated(page_folio(p));
+  const auto r = validate_migrate(*m.ms, true);
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.to_string().find("still isolated"), std::string::npos);
+  folio_clear_isolated(page_folio(p));
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(MovableOps, DriverMayRefuseIsolation) {

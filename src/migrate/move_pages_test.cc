@@ -7,6 +7,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <thread>
 #include <vector>
 
@@ -50,6 +51,7 @@ TEST_F(MovePages, MovesAndReportsStatusPerPage) {
   EXPECT_EQ(where[3], -ENOENT);
   EXPECT_EQ(where[4], -EFAULT);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(MovePages, CallErrors) {
@@ -80,6 +82,7 @@ TEST_F(MovePages, ZeroPageAndSharedPages) {
   EXPECT_EQ(status[1], 1);
   EXPECT_EQ(nid_at(**child, a + PAGE_SIZE), 1);
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 TEST_F(MovePages, PinnedPageIsReportedNotMigrated) {
@@ -98,6 +101,7 @@ TEST_F(MovePages, PinnedPageIsReportedNotMigrated) {
   EXPECT_EQ(nid_at(*mm, a + PAGE_SIZE), 1);
   EXPECT_FALSE(folio_ref_sub_and_test(pinned, GUP_PIN_COUNTING_BIAS));
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 // ---- migration.c ----
@@ -119,6 +123,13 @@ int migrate_back_and_forth(Mm& mm, VirtAddr addr) {
     if (!r.ok()) return -1;
     if (*r > 0) {
       if (++retries > kMaxRetries) return -1;
+      // A reader may hold a transient reference: a fault that found the
+      // entry cleared for a moment (between the clear and the migration
+      // entry) goes to the page cache and waits for the folio lock with a
+      // reference, failing every pass until the migration gives up and
+      // unlocks. As in the kernel; the selftest's syscall latency lets the
+      // reader finish, a short sleep does here.
+      std::this_thread::sleep_for(std::chrono::microseconds(100));
       continue;
     }
     retries = 0;
@@ -130,16 +141,22 @@ int migrate_back_and_forth(Mm& mm, VirtAddr addr) {
 // Readers: `threads` threads reading addr in a tight loop, each through
 // its own Mm (the same one for threads of one process), checking the value.
 struct Readers {
+  // Returns once every reader has read at least once.
   Readers(std::vector<Mm*> mms, VirtAddr addr, uint64_t expect) {
     for (Mm* mm : mms) {
       threads.emplace_back([this, mm, addr, expect] {
+        bool first = true;
         while (!stop.load(std::memory_order_relaxed)) {
           auto v = read_user<uint64_t>(*mm, addr);
           if (!v.ok() || *v != expect) bad.fetch_add(1);
           reads.fetch_add(1, std::memory_order_relaxed);
+          if (first) started.fetch_add(1);
+          first = false;
         }
       });
     }
+    while (started.load() < threads.size())
+      std::this_thread::yield();
   }
   ~Readers() { join(); }
   void join() {
@@ -150,6 +167,7 @@ struct Readers {
   std::atomic<bool> stop{false};
   std::atomic<uint64_t> bad{0};
   std::atomic<uint64_t> reads{0};
+  std::atomic<size_t> started{0};
   std::vector<std::thread> threads;
 };
 
@@ -174,6 +192,7 @@ class MigrationSelftest : public MovePages {
     EXPECT_EQ(m.ms->events().get(PGMIGRATE_SUCCESS) - success_before,
               int64_t{kRounds} * static_cast<int64_t>(folio_nr_pages(page_folio(page))));
     EXPECT_VM_VALID(m.vm);
+    EXPECT_MIGRATE_QUIESCENT(*m.ms);
   }
 };
 
@@ -282,6 +301,7 @@ TEST_F(MovePages, ConcurrentWritersLoseNoWrite) {
     }
   }
   EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "pinmm/migrate/migrate.h"
 #include "pinmm/migrate/target.h"
+#include "pinmm/migrate/validate.h"
 #include "pinmm/phys/lru.h"
 #include "testing/vm.h"
 
@@ -62,5 +63,11 @@ inline int nid_at(Mm& mm, VirtAddr addr) {
   Page* page = page_at(mm, addr);
   return page == nullptr ? -1 : page_to_nid(page);
 }
+
+#define EXPECT_MIGRATE_QUIESCENT(ms)                            \
+  do {                                                          \
+    const auto report_ = ::pinmm::validate_migrate((ms), true); \
+    EXPECT_TRUE(report_.ok()) << report_.to_string();           \
+  } while (0)
 
 }  // namespace pinmm::testing
