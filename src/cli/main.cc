@@ -7,6 +7,7 @@
 
 #include "cli/demo.h"
 #include "cli/machine_options.h"
+#include "pinmm/migrate/target.h"
 #include "pinmm/report/proc.h"
 #include "pinmm_version.h"
 
@@ -29,6 +30,14 @@ int dump(const pinmm::MachineConfig& config, const std::string& what) {
   if (what == "pagetypeinfo") fmt::print("{}", pinmm::proc_pagetypeinfo(**ms));
   if (what == "zoneinfo") fmt::print("{}", pinmm::proc_zoneinfo(**ms));
   if (what == "vmstat") fmt::print("{}", pinmm::proc_vmstat(**ms));
+  return 0;
+}
+
+// The named policies of each layer: name and what it does.
+int policies() {
+  fmt::print("migration targets (migrate/):\n");
+  for (const pinmm::MigrationPolicyInfo& p : pinmm::migration_target_policies())
+    fmt::print("  {:<24} {}\n", p.name, p.description);
   return 0;
 }
 
@@ -55,6 +64,8 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--seed", seed, "Seed of the job's random choices")->capture_default_str();
   run_cmd->add_flag("--quiet", quiet, "Print nothing; the exit status tells");
 
+  auto* policies_cmd = app.add_subcommand("policies", "List the named policies pinmm can use");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -68,6 +79,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (policies_cmd->parsed()) return policies();
   const pinmm::cli::MachineOptions& opts = dump_cmd->parsed() ? dump_machine : run_machine;
   auto config = opts.to_config();
   if (auto* problems = std::get_if<std::vector<std::string>>(&config))

@@ -35,6 +35,7 @@ expect vmstat 0 '^nr_free_cma 0$' -- dump vmstat --memory 1GiB --movable 0 --cma
 expect hugepages 0 '^htlb_buddy_alloc_success 4$' -- dump vmstat --memory 1GiB --movable 0 --cma none --hugepages 2MiB:4
 expect run 0 'audit: mid-run ok; after freeing everything ok; all pages back: yes' \
   -- run --memory 512MiB --movable 256MiB --cma 64MiB
+expect policies 0 'alloc_migration_target' -- policies
 expect run-quiet 0 '^$' -- run --quiet --memory 512MiB --movable 256MiB --cma none
 
 # Bad input: a message and exit status 2.
