@@ -455,8 +455,6 @@ void pmd_migration_entry_wait(Mm& mm, pmd_t* pmd) {
   mm.ms().wait_table().wait_bit(folio, PG_locked, [&] { ptl_unlock(ptl); });
 }
 
-namespace {}  // namespace
-
 void restore_exclusive_pte(Vma* vma, Page* page, VirtAddr addr, pte_t* ptep) {
   Folio* folio = page_folio(page);
   MM_BUG_ON(!folio_test_locked(folio), folio);
