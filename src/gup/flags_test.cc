@@ -105,7 +105,8 @@ TEST_F(CheckVmaFlags, Table) {
     return remap_pfn_range(vma, vma.vm_start, Pfn(16), PAGE_SIZE);
   });
   const Vma* pfnmap = map(kRw, MAP_SHARED, dev);
-  const Vma* huge_ro = map(PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, nullptr, HPAGE_PMD_SIZE);
+  const Vma* huge_ro =
+      map(PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, nullptr, HPAGE_PMD_SIZE);
   ASSERT_TRUE(anon_rw && anon_ro && anon_none && shmem_rw && shmem_ro && ext4_shared_rw &&
               ext4_private_rw && tmpfs_shared_rw && pfnmap && huge_ro);
 

@@ -1,0 +1,176 @@
+#include "pinmm/gup/pin.h"
+
+#include <algorithm>
+#include <atomic>
+
+#include "pinmm/phys/folio_lock.h"
+#include "pinmm/phys/memory_system.h"
+#include "pinmm/phys/page_alloc.h"
+#include "pinmm/vm/filemap.h"
+
+namespace pinmm {
+
+namespace {
+
+void mod_pin_stat(Folio* folio, NodeStatItem item, int refs) {
+  MemorySystem& ms = page_memory_system(&folio->page);
+  ms.node(folio_nid(folio)).stats().add(item, refs);
+}
+
+// try_get_folio: `refs` references unless the folio is being freed or is
+// frozen, on the folio the page still belongs to afterwards.
+Folio* try_get_folio(Page* page, int refs) {
+  for (;;) {
+    Folio* folio = page_folio(page);
+    if (!folio_ref_try_add(folio, refs)) return nullptr;
+    // A split may have made the page part of another folio before our
+    // references landed: they belong to the old one; retry.
+    if (page_folio(page) == folio) return folio;
+    folio_put_refs(folio, refs);
+  }
+}
+
+// The run of consecutive entries from `i` that belong to one folio.
+size_t folio_run(std::span<Page* const> pages, size_t i, Folio* folio) {
+  size_t n = 1;
+  while (i + n < pages.size() && pages[i + n] != nullptr && page_folio(pages[i + n]) == folio) ++n;
+  return n;
+}
+
+void mark_dirty_locked(Folio* folio) {
+  if (folio_test_dirty(folio)) return;
+  folio_lock(folio);
+  folio_mark_dirty(folio);
+  folio_unlock(folio);
+}
+
+}  // namespace
+
+int try_grab_folio(Folio* folio, int refs, Foll flags) {
+  if (folio_ref_count(folio) <= 0) return -ENOMEM;  // the kernel WARNs: a caller bug
+  if (any(flags & FOLL_GET)) {
+    folio_ref_add(folio, refs);
+  } else if (any(flags & FOLL_PIN)) {
+    if (is_zero_folio(folio)) return 0;  // never counted
+    if (folio_test_large(folio)) {
+      folio_ref_add(folio, refs);
+      folio_pincount_add(folio, refs);
+    } else {
+      folio_ref_add(folio, refs * GUP_PIN_COUNTING_BIAS);
+    }
+    mod_pin_stat(folio, NR_FOLL_PIN_ACQUIRED, refs);
+  }
+  return 0;
+}
+
+Folio* try_grab_folio_fast(Page* page, int refs, Foll flags) {
+  if (!any(flags & (FOLL_GET | FOLL_PIN))) return nullptr;  // the kernel WARNs
+  if (any(flags & FOLL_GET)) return try_get_folio(page, refs);
+  if (is_zero_page(page)) return page_folio(page);  // pins of the zero page are pretended
+  Folio* folio = try_get_folio(page, refs);
+  if (folio == nullptr) return nullptr;
+  // Only the fast path refuses here: the slow path pins and migrates.
+  if (any(flags & FOLL_LONGTERM) && !folio_is_longterm_pinnable(folio)) {
+    folio_put_refs(folio, refs);
+    return nullptr;
+  }
+  if (folio_test_large(folio)) {
+    folio_pincount_add(folio, refs);
+  } else {
+    folio_ref_add(folio, refs * (GUP_PIN_COUNTING_BIAS - 1));
+  }
+  // Pairs with the barrier of folio_try_share_anon_rmap_*: the caller's
+  // re-read of the entry comes after the pin is visible.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  mod_pin_stat(folio, NR_FOLL_PIN_ACQUIRED, refs);
+  return folio;
+}
+
+void gup_put_folio(Folio* folio, int refs, Foll flags) {
+  if (any(flags & FOLL_PIN)) {
+    if (is_zero_folio(folio)) return;
+    mod_pin_stat(folio, NR_FOLL_PIN_RELEASED, refs);
+    if (folio_test_large(folio)) {
+      folio_pincount_add(folio, -refs);
+    } else {
+      refs *= GUP_PIN_COUNTING_BIAS;
+    }
+  }
+  folio_put_refs(folio, refs);
+}
+
+void folio_add_pin(Folio* folio) {
+  // As the kernel: no nr_foll_pin_acquired update here.
+  if (is_zero_folio(folio)) return;
+  if (folio_test_large(folio)) {
+    folio_ref_add(folio, 1);
+    folio_pincount_add(folio, 1);
+  } else {
+    folio_ref_add(folio, GUP_PIN_COUNTING_BIAS);
+  }
+}
+
+void unpin_user_page(Page* page) { gup_put_folio(page_folio(page), 1, FOLL_PIN); }
+
+void unpin_user_folio(Folio* folio, unsigned long npages) {
+  gup_put_folio(folio, static_cast<int>(npages), FOLL_PIN);
+}
+
+void unpin_user_pages(std::span<Page* const> pages) {
+  for (size_t i = 0; i < pages.size();) {
+    if (pages[i] == nullptr) {
+      ++i;
+      continue;
+    }
+    Folio* folio = page_folio(pages[i]);
+    const size_t n = folio_run(pages, i, folio);
+    gup_put_folio(folio, static_cast<int>(n), FOLL_PIN);
+    i += n;
+  }
+}
+
+void unpin_user_pages_dirty_lock(std::span<Page* const> pages, bool make_dirty) {
+  if (!make_dirty) {
+    unpin_user_pages(pages);
+    return;
+  }
+  for (size_t i = 0; i < pages.size();) {
+    if (pages[i] == nullptr) {
+      ++i;
+      continue;
+    }
+    Folio* folio = page_folio(pages[i]);
+    const size_t n = folio_run(pages, i, folio);
+    mark_dirty_locked(folio);
+    gup_put_folio(folio, static_cast<int>(n), FOLL_PIN);
+    i += n;
+  }
+}
+
+void unpin_user_page_range_dirty_lock(Page* page, unsigned long npages, bool make_dirty) {
+  for (unsigned long i = 0; i < npages;) {
+    Folio* folio = page_folio(page + i);
+    const uint64_t in_folio = folio_nr_pages(folio) - (page_to_pfn(page + i) - folio_pfn(folio)).value();
+    const auto n = static_cast<unsigned long>(std::min<uint64_t>(npages - i, in_folio));
+    if (make_dirty) mark_dirty_locked(folio);
+    gup_put_folio(folio, static_cast<int>(n), FOLL_PIN);
+    i += n;
+  }
+}
+
+void unpin_folio(Folio* folio) { gup_put_folio(folio, 1, FOLL_PIN); }
+
+void unpin_folios(std::span<Folio* const> folios) {
+  for (size_t i = 0; i < folios.size();) {
+    if (folios[i] == nullptr) {
+      ++i;
+      continue;
+    }
+    size_t n = 1;
+    while (i + n < folios.size() && folios[i + n] == folios[i]) ++n;
+    gup_put_folio(folios[i], static_cast<int>(n), FOLL_PIN);
+    i += n;
+  }
+}
+
+}  // namespace pinmm
