@@ -33,7 +33,8 @@ Folio* try_get_folio(Page* page, int refs) {
 // The run of consecutive entries from `i` that belong to one folio.
 size_t folio_run(std::span<Page* const> pages, size_t i, Folio* folio) {
   size_t n = 1;
-  while (i + n < pages.size() && pages[i + n] != nullptr && page_folio(pages[i + n]) == folio) ++n;
+  while (i + n < pages.size() && pages[i + n] != nullptr && page_folio(pages[i + n]) == folio)
+    ++n;
   return n;
 }
 
@@ -150,7 +151,8 @@ void unpin_user_pages_dirty_lock(std::span<Page* const> pages, bool make_dirty) 
 void unpin_user_page_range_dirty_lock(Page* page, unsigned long npages, bool make_dirty) {
   for (unsigned long i = 0; i < npages;) {
     Folio* folio = page_folio(page + i);
-    const uint64_t in_folio = folio_nr_pages(folio) - (page_to_pfn(page + i) - folio_pfn(folio)).value();
+    const uint64_t in_folio =
+        folio_nr_pages(folio) - (page_to_pfn(page + i) - folio_pfn(folio)).value();
     const auto n = static_cast<unsigned long>(std::min<uint64_t>(npages - i, in_folio));
     if (make_dirty) mark_dirty_locked(folio);
     gup_put_folio(folio, static_cast<int>(n), FOLL_PIN);
@@ -167,7 +169,8 @@ void unpin_folios(std::span<Folio* const> folios) {
       continue;
     }
     size_t n = 1;
-    while (i + n < folios.size() && folios[i + n] == folios[i]) ++n;
+    while (i + n < folios.size() && folios[i + n] == folios[i])
+      ++n;
     gup_put_folio(folios[i], static_cast<int>(n), FOLL_PIN);
     i += n;
   }

@@ -113,8 +113,8 @@ TEST_F(Pin, UnpinUserPagesGroupsFolioRunsAndSkipsNulls) {
   VirtAddr h;
   Folio* big = thp(&h);
   Folio* small = small_folio();
-  std::array<Page*, 6> pages{folio_page(big, 0), folio_page(big, 1), nullptr, &small->page,
-                             folio_page(big, 9), folio_page(big, 10)};
+  std::array<Page*, 6> pages{folio_page(big, 0), folio_page(big, 1), nullptr,
+                             &small->page,       folio_page(big, 9), folio_page(big, 10)};
   ASSERT_EQ(try_grab_folio(big, 4, FOLL_PIN), 0);
   ASSERT_EQ(try_grab_folio(small, 1, FOLL_PIN), 0);
   unpin_user_pages_dirty_lock(pages, true);
@@ -182,7 +182,8 @@ TEST_F(Pin, ConcurrentFastGrabRacesWithFree) {
     std::atomic<bool> go{false};
     Folio* grabbed = nullptr;
     std::thread t([&] {
-      while (!go.load()) std::this_thread::yield();
+      while (!go.load())
+        std::this_thread::yield();
       grabbed = try_grab_folio_fast(p, 1, FOLL_PIN);
     });
     go = true;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "pinmm/vm/fault.h"
+#include "pinmm/vm/huge_memory.h"
 #include "pinmm/vm/mm.h"
 #include "pinmm/vm/tlb.h"
 
@@ -58,8 +59,6 @@ void pmd_migration_entry_wait(Mm& mm, pmd_t* pmd);
 VmFault do_huge_pmd_anonymous_page(VmFaultInfo& vmf);
 VmFault do_huge_pmd_wp_page(VmFaultInfo& vmf);
 void huge_pmd_set_accessed(VmFaultInfo& vmf);
-// Splits a PMD leaf (THP or huge zero) into a PTE table of 512 entries.
-void split_huge_pmd(Vma* vma, pmd_t* pmd, VirtAddr address);
 // Splits PMD leaves that straddle `at` (a VMA boundary about to appear).
 void vma_adjust_trans_huge(Vma* vma, VirtAddr at);
 // Zap/copy/protect one PMD leaf. Caller holds the PMD lock for zap/change.

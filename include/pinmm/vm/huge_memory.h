@@ -21,8 +21,16 @@
 
 #include "pinmm/base/list.h"
 #include "pinmm/phys/page.h"
+#include "pinmm/vm/pgtable.h"
 
 namespace pinmm {
+
+class Vma;
+
+// Splits a PMD leaf (THP or huge zero) at `address` into a PTE table of 512
+// entries mapping the same pages (FOLL_SPLIT_PMD, VMA boundaries). The
+// folio itself stays whole.
+void split_huge_pmd(Vma* vma, pmd_t* pmd, VirtAddr address);
 
 namespace inject_point_vm {
 // split_folio_to_list fails with -EAGAIN as if the folio had an extra

@@ -1,0 +1,49 @@
+// get_user_pages and pin_user_pages: the slow path and its entry points.
+//
+// Linux counterpart: follow_page_mask(), faultin_page(),
+// __get_user_pages(), __get_user_pages_locked() and the exported
+// get_user_pages*() / pin_user_pages*() of mm/gup.c. KERNEL-SPEC 2 and 4.2
+// are the reference: flags forced per entry point, the return conventions
+// (a partial count hides the error that stopped the walk; nothing grabbed
+// gives the errno), the unshare (-EMLINK) fault, and the UNLOCKABLE retry
+// loop that re-takes the mmap lock after a fault dropped it.
+//
+// `pages` may be nullptr (no references taken: a fault-in/lookup only);
+// otherwise it must have room for nr_pages entries. A large folio returned
+// for several consecutive pages appears once per page (its subpages) and
+// is referenced once per page. The non-remote entry points work on the
+// calling Task's mm (current().mm()).
+//
+// Not yet here (issue #5 continues): FOLL_LONGTERM migration before pinning
+// (pin_user_pages*(FOLL_LONGTERM) pins but does not migrate yet), GUP-fast,
+// the pin-owner table, memfd_pin_folios.
+//
+// Thread safety: get_user_pages / pin_user_pages / *_remote without
+// `locked` need the caller to hold the mmap lock for reading, which GUP
+// never drops; with `locked` (or the *_unlocked variants) GUP may drop and
+// re-take it, and reports whether it is held in *locked.
+#pragma once
+
+#include "pinmm/gup/flags.h"
+#include "pinmm/phys/page.h"
+
+namespace pinmm {
+
+class Mm;
+
+long get_user_pages(unsigned long start, unsigned long nr_pages, Foll gup_flags, Page** pages);
+long get_user_pages_remote(Mm& mm, unsigned long start, unsigned long nr_pages, Foll gup_flags,
+                           Page** pages, int* locked);
+long get_user_pages_unlocked(unsigned long start, unsigned long nr_pages, Page** pages,
+                             Foll gup_flags);
+long pin_user_pages(unsigned long start, unsigned long nr_pages, Foll gup_flags, Page** pages);
+long pin_user_pages_remote(Mm& mm, unsigned long start, unsigned long nr_pages, Foll gup_flags,
+                           Page** pages, int* locked);
+long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, Page** pages,
+                             Foll gup_flags);
+
+// gup_must_unshare (KERNEL-SPEC 3.6) for a page mapped read-only; `vma`
+// nullptr for the fast path, which cannot tell a COW mapping.
+bool gup_must_unshare(const Vma* vma, Foll flags, const Page* page);
+
+}  // namespace pinmm
