@@ -1,5 +1,7 @@
 #include "pinmm/gup/gup.h"
 
+#include "gup/internal.h"
+
 #include "pinmm/base/task.h"
 #include "pinmm/gup/pin.h"
 #include "pinmm/phys/lru.h"
@@ -89,7 +91,8 @@ Followed follow_pud_leaf(Vma* vma, pud_t* pud, VirtAddr addr, Foll flags) {
   SpinGuard g(pud_lockptr(mm, pud));
   const pud_t v = pudp_get(pud);
   if (!pud_leaf(v)) return no_page(vma, flags);
-  Page* page = mm.ms().pfn_to_page(pud_pfn(v) + PageCount((addr.value() & ~PUD_MASK) >> PAGE_SHIFT));
+  Page* page =
+      mm.ms().pfn_to_page(pud_pfn(v) + PageCount((addr.value() & ~PUD_MASK) >> PAGE_SHIFT));
   if (any(flags & FOLL_WRITE) && !can_follow_write(pud_write(v), page, vma, flags))
     return Followed{};
   return grab_leaf(vma, page, pud_write(v), flags, (uint64_t{1} << HPAGE_PUD_ORDER) - 1);
@@ -237,7 +240,7 @@ long __get_user_pages(Mm& mm, VirtAddr start, unsigned long nr_pages, Foll flags
     Followed f = follow_page_mask(vma, start, flags);
     if (f.page == nullptr && (f.err == 0 || f.err == -EMLINK)) {
       ret = faultin_page(vma, start, flags, f.err == -EMLINK, locked);
-      if (ret == 0) continue;  // look again
+      if (ret == 0) continue;                        // look again
       if (ret == -EBUSY || ret == -EAGAIN) ret = 0;  // the lock is gone: report progress
       break;
     }
@@ -270,6 +273,8 @@ long __get_user_pages(Mm& mm, VirtAddr start, unsigned long nr_pages, Foll flags
   }
   return i != 0 ? i : ret;
 }
+
+}  // namespace
 
 // __get_user_pages_locked (KERNEL-SPEC 2.4).
 long __get_user_pages_locked(Mm& mm, unsigned long start, unsigned long nr_pages, Page** pages,
@@ -339,6 +344,8 @@ done:
   return pages_done;
 }
 
+namespace {
+
 Mm* current_mm() { return current().mm(); }
 
 }  // namespace
@@ -356,12 +363,11 @@ long get_user_pages(unsigned long start, unsigned long nr_pages, Foll gup_flags,
 long get_user_pages_remote(Mm& mm, unsigned long start, unsigned long nr_pages, Foll gup_flags,
                            Page** pages, int* locked) {
   int local_locked = 1;
-  if (!is_valid_gup_args(pages != nullptr, locked, &gup_flags, gup_flags,
-                         FOLL_TOUCH | FOLL_REMOTE))
+  if (!is_valid_gup_args(pages != nullptr, locked, &gup_flags, gup_flags, FOLL_TOUCH | FOLL_REMOTE))
     return -EINVAL;
   if (nr_pages == 0) return 0;
-  return __get_user_pages_locked(mm, start, nr_pages, pages, locked != nullptr ? locked : &local_locked,
-                                 gup_flags);
+  return __get_user_pages_locked(mm, start, nr_pages, pages,
+                                 locked != nullptr ? locked : &local_locked, gup_flags);
 }
 
 long get_user_pages_unlocked(unsigned long start, unsigned long nr_pages, Page** pages,
@@ -382,7 +388,7 @@ long pin_user_pages(unsigned long start, unsigned long nr_pages, Foll gup_flags,
   if (!is_valid_gup_args(pages != nullptr, nullptr, &gup_flags, gup_flags, FOLL_PIN)) return 0;
   if (mm == nullptr) return -EFAULT;
   if (nr_pages == 0) return 0;
-  return __get_user_pages_locked(*mm, start, nr_pages, pages, &locked, gup_flags);
+  return __gup_longterm_locked(*mm, start, nr_pages, pages, &locked, gup_flags);
 }
 
 long pin_user_pages_remote(Mm& mm, unsigned long start, unsigned long nr_pages, Foll gup_flags,
@@ -392,8 +398,8 @@ long pin_user_pages_remote(Mm& mm, unsigned long start, unsigned long nr_pages, 
                          FOLL_PIN | FOLL_TOUCH | FOLL_REMOTE))
     return 0;
   if (nr_pages == 0) return 0;
-  return __get_user_pages_locked(mm, start, nr_pages, pages, locked != nullptr ? locked : &local_locked,
-                                 gup_flags);
+  return __gup_longterm_locked(mm, start, nr_pages, pages,
+                               locked != nullptr ? locked : &local_locked, gup_flags);
 }
 
 long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, Page** pages,
@@ -405,7 +411,7 @@ long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, Page**
     return 0;
   if (mm == nullptr) return -EFAULT;
   if (nr_pages == 0) return 0;
-  return __get_user_pages_locked(*mm, start, nr_pages, pages, &locked, gup_flags);
+  return __gup_longterm_locked(*mm, start, nr_pages, pages, &locked, gup_flags);
 }
 
 }  // namespace pinmm

@@ -14,9 +14,12 @@
 // is referenced once per page. The non-remote entry points work on the
 // calling Task's mm (current().mm()).
 //
-// Not yet here (issue #5 continues): FOLL_LONGTERM migration before pinning
-// (pin_user_pages*(FOLL_LONGTERM) pins but does not migrate yet), GUP-fast,
-// the pin-owner table, memfd_pin_folios.
+// pin_user_pages*(FOLL_LONGTERM) migrates what may not stay pinned first
+// (KERNEL-SPEC 5): the result holds only long-term pinnable folios, or the
+// call fails with -ENOMEM and holds nothing.
+//
+// Not yet here (issue #5 continues): GUP-fast, the pin-owner table,
+// memfd_pin_folios, device-coherent folios.
 //
 // Thread safety: get_user_pages / pin_user_pages / *_remote without
 // `locked` need the caller to hold the mmap lock for reading, which GUP

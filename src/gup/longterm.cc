@@ -1,0 +1,126 @@
+// Long-term pins (KERNEL-SPEC 5): pin, collect the folios that may not stay
+// pinned (CMA, MIGRATE_ISOLATE, ZONE_MOVABLE), unpin everything, migrate
+// them out inside the memalloc_pin scope, and pin the whole range again.
+#include <cerrno>
+#include <span>
+
+#include "gup/internal.h"
+#include "pinmm/base/task.h"
+#include "pinmm/gup/pin.h"
+#include "pinmm/migrate/migrate.h"
+#include "pinmm/migrate/target.h"
+#include "pinmm/phys/lru.h"
+#include "pinmm/phys/memory_system.h"
+#include "pinmm/vm/filemap.h"
+#include "pinmm/vm/rmap.h"
+
+namespace pinmm {
+
+namespace {
+
+// folio_expected_ref_count: the references a folio's mappings and page
+// cache account for.
+int folio_expected_ref_count(const Folio* folio) {
+  int refs = folio_mapcount(folio);
+  if (!folio_test_anon(folio) && folio_mapping(folio) != nullptr) {
+    refs += static_cast<int>(folio_nr_pages(folio));
+    if (folio_test_private(folio)) ++refs;
+  }
+  return refs;
+}
+
+// Small folios may sit in a per-CPU LRU batch, holding a reference that
+// would make isolation fail.
+bool folio_may_be_lru_cached(const Folio* folio) { return !folio_test_large(folio); }
+
+// collect_longterm_unpinnable_folios: isolates the unpinnable folios of
+// `pages` onto `list`; returns how many there were (isolated or not).
+unsigned long collect_unpinnable(MemorySystem& ms, std::span<Page*> pages, ListHead* list) {
+  unsigned long collected = 0;
+  int drained = 0;
+  Folio* prev = nullptr;
+  for (Page* page : pages) {
+    Folio* folio = page_folio(page);
+    if (folio == prev) continue;  // the rest of a large folio
+    prev = folio;
+    if (folio_is_longterm_pinnable(folio)) continue;
+    ++collected;
+    if (folio_test_hugetlb(folio)) {
+      (void)isolate_hugetlb(folio, list);  // not migratable: stays pinned, fails later
+      continue;
+    }
+    const int pin_refs = folio_test_large(folio) ? 1 : GUP_PIN_COUNTING_BIAS;
+    auto unexpected = [&] {
+      return folio_may_be_lru_cached(folio) &&
+             folio_ref_count(folio) != folio_expected_ref_count(folio) + pin_refs;
+    };
+    if (drained == 0 && unexpected()) {
+      lru_add_drain(ms);
+      drained = 1;
+    }
+    if (drained == 1 && unexpected()) {
+      lru_add_drain_all(ms);
+      drained = 2;
+    }
+    if (!folio_isolate_lru(folio)) continue;
+    list_add_tail(&folio->page.lru, list);
+    ms.node(folio_nid(folio))
+        .stats()
+        .add(folio_test_swapbacked(folio) ? NR_ISOLATED_ANON : NR_ISOLATED_FILE,
+             static_cast<int64_t>(folio_nr_pages(folio)));
+  }
+  return collected;
+}
+
+// migrate_longterm_unpinnable_folios: every pin goes (the isolation
+// references keep the listed folios alive), then the list migrates.
+// -EAGAIN: re-pin the range; -ENOMEM: some folio did not move (all pins
+// already dropped).
+long migrate_unpinnable(MemorySystem& ms, std::span<Page*> pages, ListHead* list) {
+  unpin_user_pages(pages);
+  for (Page*& p : pages)
+    p = nullptr;
+  long ret = -EAGAIN;
+  if (!list_empty(list)) {
+    MigrationTargetControl mtc;
+    mtc.nid = NUMA_NO_NODE;
+    mtc.gfp_mask = GFP_USER | __GFP_NOWARN;
+    mtc.reason = MR_LONGTERM_PIN;
+    if (migrate_pages(ms, list, migration_target(ms, mtc), MIGRATE_SYNC, MR_LONGTERM_PIN) != 0)
+      ret = -ENOMEM;
+  }
+  putback_movable_pages(list);
+  return ret;
+}
+
+long check_and_migrate_movable_pages(MemorySystem& ms, std::span<Page*> pages) {
+  ListHead list;
+  init_list_head(&list);
+  if (collect_unpinnable(ms, pages, &list) == 0) return 0;
+  return migrate_unpinnable(ms, pages, &list);
+}
+
+}  // namespace
+
+long __gup_longterm_locked(Mm& mm, unsigned long start, unsigned long nr_pages, Page** pages,
+                           int* locked, Foll flags) {
+  if (!any(flags & FOLL_LONGTERM))
+    return __get_user_pages_locked(mm, start, nr_pages, pages, locked, flags);
+  // Every allocation below, faults included, avoids ZONE_MOVABLE and CMA.
+  const unsigned scope = memalloc_pin_save();
+  long rc = 0;
+  long nr_pinned = 0;
+  do {
+    nr_pinned = __get_user_pages_locked(mm, start, nr_pages, pages, locked, flags);
+    if (nr_pinned <= 0) {
+      rc = nr_pinned;
+      break;
+    }
+    rc = check_and_migrate_movable_pages(mm.ms(),
+                                         std::span<Page*>(pages, static_cast<size_t>(nr_pinned)));
+  } while (rc == -EAGAIN);
+  memalloc_pin_restore(scope);
+  return rc != 0 ? rc : nr_pinned;
+}
+
+}  // namespace pinmm

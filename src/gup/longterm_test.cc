@@ -1,0 +1,171 @@
+// FOLL_LONGTERM pins (KERNEL-SPEC 5): memory in ZONE_MOVABLE or CMA is
+// migrated before it stays pinned; ZONE_NORMAL memory is pinned in place;
+// a migration failure drops every pin and returns -ENOMEM.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "pinmm/base/task.h"
+#include "pinmm/gup/gup.h"
+#include "pinmm/gup/pin.h"
+#include "testing/vm.h"
+
+namespace pinmm {
+namespace {
+
+class Longterm : public ::testing::Test {
+ protected:
+  explicit Longterm(MachineConfig c = movable_machine()) : m(std::move(c)), mm(Mm::create(m.vm)) {
+    current().set_mm(mm.get());
+  }
+  ~Longterm() override { current().set_mm(nullptr); }
+  // 32 MiB, 16 MiB of it ZONE_MOVABLE (where user memory goes first).
+  static MachineConfig movable_machine() {
+    MachineConfig c = MachineConfig::tiny(Bytes::MiB(32), Bytes::MiB(16));
+    c.thp = ThpMode::kAlways;
+    return c;
+  }
+  VirtAddr populated(uint64_t n) {
+    const VirtAddr a = testing::map_anon(*mm, n * PAGE_SIZE);
+    for (uint64_t i = 0; i < n; ++i)
+      EXPECT_TRUE(write_user<uint64_t>(*mm, a + i * PAGE_SIZE, 0xa000 + i).ok());
+    lru_add_drain_all(*m.ms);
+    return a;
+  }
+  long pin(VirtAddr a, uint64_t n, std::vector<Page*>& pages, Foll extra = FOLL_NONE) {
+    pages.assign(n, nullptr);
+    mm->mmap_lock.down_read();
+    const long r = pin_user_pages(a.value(), n, FOLL_LONGTERM | FOLL_WRITE | extra, pages.data());
+    mm->mmap_lock.up_read();
+    return r;
+  }
+  int64_t stat(NodeStatItem i) { return m.ms->node(0).stats().get(i); }
+  testing::VmMachine m;
+  MmHandle mm;
+};
+
+TEST_F(Longterm, MovableMemoryIsMigratedBeforeItStaysPinned) {
+  constexpr uint64_t kPages = 16;
+  const VirtAddr a = populated(kPages);
+  ASSERT_EQ(page_zone(testing::page_at(*mm, a))->type(), ZONE_MOVABLE);
+  std::vector<Page*> pages;
+  // The slow path must pin and migrate, never fail for want of a
+  // pinnable page (the 2022 and 2024 regressions).
+  ASSERT_EQ(pin(a, kPages, pages), static_cast<long>(kPages));
+  for (uint64_t i = 0; i < kPages; ++i) {
+    Folio* f = page_folio(pages[i]);
+    EXPECT_TRUE(folio_is_longterm_pinnable(f)) << i;
+    EXPECT_EQ(page_zone(pages[i])->type(), ZONE_NORMAL);
+    EXPECT_TRUE(folio_maybe_dma_pinned(f));
+    EXPECT_EQ(testing::page_at(*mm, a + i * PAGE_SIZE), pages[i]);
+    EXPECT_EQ(*read_user<uint64_t>(*mm, a + i * PAGE_SIZE), 0xa000 + i);
+  }
+  EXPECT_EQ(m.ms->events().get(PGMIGRATE_SUCCESS), static_cast<int64_t>(kPages));
+  // Pinned twice (before and after the migration), unpinned once in between.
+  EXPECT_EQ(stat(NR_FOLL_PIN_ACQUIRED), 2 * static_cast<int64_t>(kPages));
+  EXPECT_EQ(stat(NR_FOLL_PIN_RELEASED), static_cast<int64_t>(kPages));
+  unpin_user_pages(pages);
+  EXPECT_EQ(stat(NR_FOLL_PIN_ACQUIRED), stat(NR_FOLL_PIN_RELEASED));
+  EXPECT_VM_VALID(m.vm);
+}
+
+TEST_F(Longterm, ShortTermPinsStayWhereTheyAre) {
+  const VirtAddr a = populated(4);
+  std::vector<Page*> pages(4);
+  mm->mmap_lock.down_read();
+  ASSERT_EQ(pin_user_pages(a.value(), 4, FOLL_WRITE, pages.data()), 4);
+  mm->mmap_lock.up_read();
+  EXPECT_EQ(page_zone(pages[0])->type(), ZONE_MOVABLE);
+  EXPECT_EQ(m.ms->events().get(PGMIGRATE_SUCCESS), 0);
+  unpin_user_pages(pages);
+}
+
+TEST_F(Longterm, FaultsInsideTheScopeAvoidMovableMemory) {
+  // Nothing populated: the pin's own faults allocate outside ZONE_MOVABLE,
+  // so nothing needs migrating.
+  const VirtAddr a = testing::map_anon(*mm, 4 * PAGE_SIZE);
+  std::vector<Page*> pages;
+  ASSERT_EQ(pin(a, 4, pages), 4);
+  for (Page* p : pages)
+    EXPECT_EQ(page_zone(p)->type(), ZONE_NORMAL);
+  EXPECT_EQ(m.ms->events().get(PGMIGRATE_SUCCESS), 0);
+  EXPECT_EQ(current().flags() & PF_MEMALLOC_PIN, 0u);  // the scope ended
+  unpin_user_pages(pages);
+}
+
+TEST_F(Longterm, MigrationFailureDropsEveryPinAndReturnsEnomem) {
+  const VirtAddr a = populated(4);
+  Folio* busy = page_folio(testing::page_at(*mm, a + 2 * PAGE_SIZE));
+  folio_get(busy);  // someone else's reference: this folio cannot move
+  std::vector<Page*> pages;
+  EXPECT_EQ(pin(a, 4, pages), -ENOMEM);
+  EXPECT_EQ(stat(NR_FOLL_PIN_ACQUIRED), stat(NR_FOLL_PIN_RELEASED));
+  EXPECT_FALSE(folio_maybe_dma_pinned(busy));
+  EXPECT_EQ(folio_ref_count(busy), 2);
+  folio_put(busy);
+  EXPECT_EQ(m.ms->node(0).stats().get(NR_ISOLATED_ANON), 0);
+  EXPECT_VM_VALID(m.vm);
+}
+
+TEST_F(Longterm, MovableThpIsMigratedWhole) {
+  const VirtAddr raw = testing::map_anon(*mm, 2 * HPAGE_PMD_SIZE);
+  const VirtAddr h((raw.value() + HPAGE_PMD_SIZE - 1) & HPAGE_PMD_MASK);
+  ASSERT_TRUE(write_user<uint64_t>(*mm, h + 5 * PAGE_SIZE, 0x7777).ok());
+  ASSERT_TRUE(pmd_leaf(testing::pmd_at(*mm, h)));
+  ASSERT_EQ(page_zone(testing::page_at(*mm, h))->type(), ZONE_MOVABLE);
+  std::vector<Page*> pages;
+  ASSERT_EQ(pin(h, HPAGE_PMD_NR, pages), static_cast<long>(HPAGE_PMD_NR));
+  Folio* f = page_folio(pages[0]);
+  EXPECT_TRUE(folio_is_longterm_pinnable(f));
+  EXPECT_EQ(folio_pincount(f), static_cast<int>(HPAGE_PMD_NR));
+  EXPECT_EQ(*read_user<uint64_t>(*mm, h + 5 * PAGE_SIZE), 0x7777u);
+  unpin_user_pages(pages);
+  EXPECT_VM_VALID(m.vm);
+}
+
+class LongtermNormalOnly : public Longterm {
+ protected:
+  LongtermNormalOnly() : Longterm(MachineConfig::tiny(Bytes::MiB(32))) {}
+};
+
+TEST_F(LongtermNormalOnly, PinsOfNormalMemoryMigrateNothing) {
+  const VirtAddr a = populated(8);
+  std::vector<Page*> pages;
+  std::vector<Page*> before;
+  for (int i = 0; i < 8; ++i)
+    before.push_back(testing::page_at(*mm, a + i * PAGE_SIZE));
+  ASSERT_EQ(pin(a, 8, pages), 8);
+  EXPECT_EQ(pages, before);
+  EXPECT_EQ(m.ms->events().get(PGMIGRATE_SUCCESS), 0);
+  unpin_user_pages(pages);
+}
+
+class LongtermCma : public Longterm {
+ protected:
+  // Most of the machine is CMA, so movable allocations land there.
+  LongtermCma() : Longterm(cma_machine()) {}
+  static MachineConfig cma_machine() {
+    MachineConfig c = MachineConfig::tiny(Bytes::MiB(32));
+    c.cma.push_back({"cma0", Bytes::MiB(24), 0});
+    return c;
+  }
+};
+
+TEST_F(LongtermCma, CmaPagesAreMigratedOut) {
+  const VirtAddr a = populated(8);
+  int in_cma = 0;
+  for (int i = 0; i < 8; ++i)
+    in_cma += !folio_is_longterm_pinnable(page_folio(testing::page_at(*mm, a + i * PAGE_SIZE)));
+  ASSERT_GT(in_cma, 0) << "the test needs user pages in CMA";
+  std::vector<Page*> pages;
+  ASSERT_EQ(pin(a, 8, pages), 8);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_TRUE(folio_is_longterm_pinnable(page_folio(pages[i])));
+    EXPECT_EQ(*read_user<uint64_t>(*mm, a + i * PAGE_SIZE), 0xa000u + i);
+  }
+  EXPECT_EQ(m.ms->events().get(PGMIGRATE_SUCCESS), in_cma);
+  unpin_user_pages(pages);
+}
+
+}  // namespace
+}  // namespace pinmm
