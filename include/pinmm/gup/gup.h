@@ -18,8 +18,8 @@
 // (KERNEL-SPEC 5): the result holds only long-term pinnable folios, or the
 // call fails with -ENOMEM and holds nothing.
 //
-// Not yet here (issue #5 continues): GUP-fast, the pin-owner table,
-// memfd_pin_folios, device-coherent folios.
+// Not yet here (issue #5 continues): the pin-owner table, memfd_pin_folios,
+// device-coherent folios, gup-test.
 //
 // Thread safety: get_user_pages / pin_user_pages / *_remote without
 // `locked` need the caller to hold the mmap lock for reading, which GUP
@@ -44,6 +44,19 @@ long pin_user_pages_remote(Mm& mm, unsigned long start, unsigned long nr_pages, 
                            Page** pages, int* locked);
 long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, Page** pages,
                              Foll gup_flags);
+
+// GUP-fast entry points (KERNEL-SPEC 4.1): no mmap lock needed; what the
+// lockless walk cannot take goes to the slow path (which takes the lock),
+// unless FOLL_FAST_ONLY. A slow-path error is hidden when the fast walk got
+// at least one page. Only FOLL_WRITE, FOLL_LONGTERM, FOLL_FORCE,
+// FOLL_NOFAULT, FOLL_PCI_P2PDMA and FOLL_HONOR_NUMA_FAULT may be passed;
+// anything else is -EINVAL, as is an invalid combination for the entry.
+// Range errors: -EOVERFLOW (start + size wraps), -EFAULT (beyond the user
+// address space).
+long get_user_pages_fast(unsigned long start, unsigned long nr_pages, Foll gup_flags, Page** pages);
+long get_user_pages_fast_only(unsigned long start, unsigned long nr_pages, Foll gup_flags,
+                              Page** pages);
+long pin_user_pages_fast(unsigned long start, unsigned long nr_pages, Foll gup_flags, Page** pages);
 
 // gup_must_unshare (KERNEL-SPEC 3.6) for a page mapped read-only; `vma`
 // nullptr for the fast path, which cannot tell a COW mapping.
