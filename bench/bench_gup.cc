@@ -3,7 +3,7 @@
 // does), as 4 KiB pages and as THPs; and the slow path for comparison.
 #include <benchmark/benchmark.h>
 
-#include <sys/mman.h>
+#include "bench_machine.h"
 
 #include <vector>
 
@@ -23,10 +23,8 @@ struct Machine {
   explicit Machine(bool thp) {
     MachineConfig c = MachineConfig::tiny(Bytes::MiB(1280));
     c.thp = thp ? ThpMode::kAlways : ThpMode::kNever;
-    ms = std::move(MemorySystem::create(c)).value();
+    ms = bench::boot_prefaulted(c);
     vm = std::make_unique<VmContext>(*ms);
-    const FrameStore& frames = ms->frames();
-    (void)::madvise(frames.frame(Pfn(0)), frames.nr_pfns() << PAGE_SHIFT, MADV_POPULATE_WRITE);
     mm = Mm::create(*vm);
     current().set_mm(mm.get());
     addr = vm_mmap(*mm, VirtAddr(0), kGiB + HPAGE_PMD_SIZE, PROT_READ | PROT_WRITE,

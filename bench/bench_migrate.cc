@@ -4,7 +4,7 @@
 // same number of frames in the same order, measured in the same run.
 #include <benchmark/benchmark.h>
 
-#include <sys/mman.h>
+#include "bench_machine.h"
 
 #include <algorithm>
 #include <cstring>
@@ -30,10 +30,8 @@ struct Machine {
     MachineConfig c = MachineConfig::tiny(Bytes::MiB(1152));
     c.nodes.push_back({Bytes::MiB(1152), Bytes(0)});
     c.thp = thp;
-    ms = std::move(MemorySystem::create(c)).value();
+    ms = bench::boot_prefaulted(c);
     vm = std::make_unique<VmContext>(*ms);
-    const FrameStore& frames = ms->frames();
-    (void)::madvise(frames.frame(Pfn(0)), frames.nr_pfns() << PAGE_SHIFT, MADV_POPULATE_WRITE);
   }
   std::unique_ptr<MemorySystem> ms;
   std::unique_ptr<VmContext> vm;

@@ -4,7 +4,7 @@
 // paths do), and CPU read/write throughput through the MMU model.
 #include <benchmark/benchmark.h>
 
-#include <sys/mman.h>
+#include "bench_machine.h"
 
 #include <algorithm>
 #include <random>
@@ -26,13 +26,8 @@ struct Machine {
   explicit Machine(ThpMode thp) {
     MachineConfig c = MachineConfig::tiny(Bytes::MiB(1280));
     c.thp = thp;
-    ms = std::move(MemorySystem::create(c)).value();
+    ms = bench::boot_prefaulted(c);
     vm = std::make_unique<VmContext>(*ms);
-    // Have the host back all simulated RAM now, so the timings are the
-    // simulator's and not the host kernel's first-touch faults. (Contents
-    // are unchanged: untouched host memory reads as zeros either way.)
-    const FrameStore& frames = ms->frames();
-    (void)::madvise(frames.frame(Pfn(0)), frames.nr_pfns() << PAGE_SHIFT, MADV_POPULATE_WRITE);
   }
   std::unique_ptr<MemorySystem> ms;
   std::unique_ptr<VmContext> vm;

@@ -95,7 +95,8 @@ bool fast_leaf(FastWalk& w, E* entryp, E entry, uint64_t leaf_size, VirtAddr add
   const auto refs = static_cast<int>((end - addr) >> PAGE_SHIFT);
   Folio* folio = try_grab_folio_fast(head, refs, w.flags);
   if (folio == nullptr) return false;
-  if (!keep_grab(w, folio, refs, entry_get(entryp) == entry, entry.val & _PAGE_RW, head)) return false;
+  if (!keep_grab(w, folio, refs, entry_get(entryp) == entry, entry.val & _PAGE_RW, head))
+    return false;
   for (int i = 0; i < refs; ++i)
     w.pages[w.nr++] = first + i;
   return true;
@@ -171,10 +172,10 @@ long gup_fast_fallback(unsigned long start, unsigned long nr_pages, Foll flags, 
   if (nr_pinned == static_cast<long>(nr_pages) || any(flags & FOLL_FAST_ONLY)) return nr_pinned;
   // The rest through the slow path, which takes the mmap lock itself.
   int locked = 0;
-  const long ret = __gup_longterm_locked(
-      *mm, start + static_cast<unsigned long>(nr_pinned) * PAGE_SIZE,
-      nr_pages - static_cast<unsigned long>(nr_pinned), pages + nr_pinned, &locked,
-      flags | FOLL_TOUCH | FOLL_UNLOCKABLE);
+  const long ret =
+      __gup_longterm_locked(*mm, start + static_cast<unsigned long>(nr_pinned) * PAGE_SIZE,
+                            nr_pages - static_cast<unsigned long>(nr_pinned), pages + nr_pinned,
+                            &locked, flags | FOLL_TOUCH | FOLL_UNLOCKABLE);
   if (ret < 0) return nr_pinned != 0 ? nr_pinned : ret;
   return ret + nr_pinned;
 }
@@ -183,7 +184,8 @@ long gup_fast_fallback(unsigned long start, unsigned long nr_pages, Foll flags, 
 
 long get_user_pages_fast(unsigned long start, unsigned long nr_pages, Foll gup_flags,
                          Page** pages) {
-  if (!is_valid_gup_args(pages != nullptr, nullptr, &gup_flags, gup_flags, FOLL_GET)) return -EINVAL;
+  if (!is_valid_gup_args(pages != nullptr, nullptr, &gup_flags, gup_flags, FOLL_GET))
+    return -EINVAL;
   return gup_fast_fallback(start, nr_pages, gup_flags, pages);
 }
 
@@ -197,7 +199,8 @@ long get_user_pages_fast_only(unsigned long start, unsigned long nr_pages, Foll 
 
 long pin_user_pages_fast(unsigned long start, unsigned long nr_pages, Foll gup_flags,
                          Page** pages) {
-  if (!is_valid_gup_args(pages != nullptr, nullptr, &gup_flags, gup_flags, FOLL_PIN)) return -EINVAL;
+  if (!is_valid_gup_args(pages != nullptr, nullptr, &gup_flags, gup_flags, FOLL_PIN))
+    return -EINVAL;
   return gup_fast_fallback(start, nr_pages, gup_flags, pages);
 }
 

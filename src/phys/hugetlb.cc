@@ -82,25 +82,29 @@ void HugetlbPools::add_bootmem_folio(unsigned index, Page* head) {
   enqueue(h, folio);
 }
 
+Folio* HugetlbPools::dequeue_node_exact(Hstate& h, int nid, bool pin_scope) {
+  ListHead* head = &h.free_lists[nid];
+  for (ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
+    Folio* folio = folio_of(pos);
+    // In a memalloc_pin scope, only folios that may be pinned long-term.
+    if (pin_scope && !folio_is_longterm_pinnable(folio)) continue;
+    if (folio_test_hwpoison(folio)) continue;
+    list_del_init(&folio->page.lru);
+    --h.free_huge_pages;
+    --h.free_huge_pages_node[nid];
+    folio_ref_unfreeze(folio, 1);
+    return folio;
+  }
+  return nullptr;
+}
+
 Folio* HugetlbPools::dequeue(Hstate& h, int nid) {
-  // In a memalloc_pin scope, only folios that may be pinned long-term.
   const bool pin_scope = current().flags() & PF_MEMALLOC_PIN;
   MutexGuard g(hugetlb_lock);
   const int nr_nodes = ms_.nr_nodes();
   const int first = nid == NUMA_NO_NODE ? 0 : nid;
   for (int k = 0; k < nr_nodes; ++k) {
-    const int n = (first + k) % nr_nodes;
-    ListHead* head = &h.free_lists[n];
-    for (ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
-      Folio* folio = folio_of(pos);
-      if (pin_scope && !folio_is_longterm_pinnable(folio)) continue;
-      if (folio_test_hwpoison(folio)) continue;
-      list_del_init(&folio->page.lru);
-      --h.free_huge_pages;
-      --h.free_huge_pages_node[n];
-      folio_ref_unfreeze(folio, 1);
-      return folio;
-    }
+    if (Folio* folio = dequeue_node_exact(h, (first + k) % nr_nodes, pin_scope)) return folio;
   }
   return nullptr;
 }
@@ -112,21 +116,10 @@ Folio* HugetlbPools::alloc_for_migration(Hstate& h, int preferred_nid, const Nod
   MutexGuard g(hugetlb_lock);
   if (h.free_huge_pages <= h.resv_huge_pages) return nullptr;
   const int nr_nodes = ms_.nr_nodes();
-  for (int k = 0; k < nr_nodes; ++k) {
+  for (int k = 0; k < nr_nodes && (k == 0 || fallback); ++k) {
     const int n = (preferred_nid + k) % nr_nodes;
-    if (k > 0 && !fallback) break;
     if (nodemask != nullptr && !nodemask->test(static_cast<size_t>(n))) continue;
-    ListHead* head = &h.free_lists[n];
-    for (ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
-      Folio* folio = folio_of(pos);
-      if (pin_scope && !folio_is_longterm_pinnable(folio)) continue;
-      if (folio_test_hwpoison(folio)) continue;
-      list_del_init(&folio->page.lru);
-      --h.free_huge_pages;
-      --h.free_huge_pages_node[n];
-      folio_ref_unfreeze(folio, 1);
-      return folio;
-    }
+    if (Folio* folio = dequeue_node_exact(h, n, pin_scope)) return folio;
   }
   return nullptr;
 }

@@ -100,6 +100,8 @@ class HugetlbPools {
 
  private:
   void enqueue(Hstate& h, Folio* folio) REQUIRES(hugetlb_lock);
+  // dequeue_hugetlb_folio_node_exact: a usable free folio of node `nid`.
+  Folio* dequeue_node_exact(Hstate& h, int nid, bool pin_scope) REQUIRES(hugetlb_lock);
 
   MemorySystem& ms_;
   std::array<Hstate, 2> hstates_;
