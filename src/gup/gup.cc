@@ -388,7 +388,8 @@ long pin_user_pages(unsigned long start, unsigned long nr_pages, Foll gup_flags,
   if (!is_valid_gup_args(pages != nullptr, nullptr, &gup_flags, gup_flags, FOLL_PIN)) return 0;
   if (mm == nullptr) return -EFAULT;
   if (nr_pages == 0) return 0;
-  return __gup_longterm_locked(*mm, start, nr_pages, pages, &locked, gup_flags);
+  return record_pins(pages, __gup_longterm_locked(*mm, start, nr_pages, pages, &locked, gup_flags),
+                     "pin_user_pages", gup_flags);
 }
 
 long pin_user_pages_remote(Mm& mm, unsigned long start, unsigned long nr_pages, Foll gup_flags,
@@ -398,8 +399,10 @@ long pin_user_pages_remote(Mm& mm, unsigned long start, unsigned long nr_pages, 
                          FOLL_PIN | FOLL_TOUCH | FOLL_REMOTE))
     return 0;
   if (nr_pages == 0) return 0;
-  return __gup_longterm_locked(mm, start, nr_pages, pages,
-                               locked != nullptr ? locked : &local_locked, gup_flags);
+  return record_pins(pages,
+                     __gup_longterm_locked(mm, start, nr_pages, pages,
+                                           locked != nullptr ? locked : &local_locked, gup_flags),
+                     "pin_user_pages_remote", gup_flags);
 }
 
 long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, Page** pages,
@@ -411,7 +414,8 @@ long pin_user_pages_unlocked(unsigned long start, unsigned long nr_pages, Page**
     return 0;
   if (mm == nullptr) return -EFAULT;
   if (nr_pages == 0) return 0;
-  return __gup_longterm_locked(*mm, start, nr_pages, pages, &locked, gup_flags);
+  return record_pins(pages, __gup_longterm_locked(*mm, start, nr_pages, pages, &locked, gup_flags),
+                     "pin_user_pages_unlocked", gup_flags);
 }
 
 }  // namespace pinmm

@@ -150,7 +150,7 @@ long gup_fast(Mm& mm, VirtAddr start, VirtAddr end, Foll flags, Page** pages) {
     fast_range(w, start, end);
   }
   if (any(flags & FOLL_PIN) && mm.write_protect_seq.retry(seq)) {
-    unpin_user_pages(std::span<Page* const>(pages, static_cast<size_t>(w.nr)));
+    unpin_pages_untracked(std::span<Page* const>(pages, static_cast<size_t>(w.nr)));
     return 0;
   }
   return w.nr;
@@ -201,7 +201,8 @@ long pin_user_pages_fast(unsigned long start, unsigned long nr_pages, Foll gup_f
                          Page** pages) {
   if (!is_valid_gup_args(pages != nullptr, nullptr, &gup_flags, gup_flags, FOLL_PIN))
     return -EINVAL;
-  return gup_fast_fallback(start, nr_pages, gup_flags, pages);
+  return record_pins(pages, gup_fast_fallback(start, nr_pages, gup_flags, pages),
+                     "pin_user_pages_fast", gup_flags);
 }
 
 }  // namespace pinmm

@@ -1,6 +1,8 @@
 // gup/'s internal interfaces between its own files. Not for other layers.
 #pragma once
 
+#include <span>
+
 #include "pinmm/gup/flags.h"
 #include "pinmm/phys/page.h"
 
@@ -16,5 +18,13 @@ long __get_user_pages_locked(Mm& mm, unsigned long start, unsigned long nr_pages
 // for FOLL_LONGTERM; otherwise the plain locked walk.
 long __gup_longterm_locked(Mm& mm, unsigned long start, unsigned long nr_pages, Page** pages,
                            int* locked, Foll flags);
+
+// Drops pins taken inside GUP that never reached the caller (undoing a
+// fast walk, unpinning before a long-term migration): no owner records.
+void unpin_pages_untracked(std::span<Page* const> pages);
+
+// Records the owner of the `nr` pins an entry point returns in `pages`
+// (phys/pin_owners.h), when `flags` pin; returns nr.
+long record_pins(Page** pages, long nr, const char* entry, Foll flags);
 
 }  // namespace pinmm

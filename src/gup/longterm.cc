@@ -77,7 +77,7 @@ unsigned long collect_unpinnable(MemorySystem& ms, std::span<Page*> pages, ListH
 // -EAGAIN: re-pin the range; -ENOMEM: some folio did not move (all pins
 // already dropped).
 long migrate_unpinnable(MemorySystem& ms, std::span<Page*> pages, ListHead* list) {
-  unpin_user_pages(pages);
+  unpin_pages_untracked(pages);
   for (Page*& p : pages)
     p = nullptr;
   long ret = -EAGAIN;

@@ -1,11 +1,14 @@
 #include "pinmm/gup/pin.h"
 
+#include "gup/internal.h"
+
 #include <algorithm>
 #include <atomic>
 
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/memory_system.h"
 #include "pinmm/phys/page_alloc.h"
+#include "pinmm/phys/pin_owners.h"
 #include "pinmm/vm/filemap.h"
 
 namespace pinmm {
@@ -36,6 +39,21 @@ size_t folio_run(std::span<Page* const> pages, size_t i, Folio* folio) {
   while (i + n < pages.size() && pages[i + n] != nullptr && page_folio(pages[i + n]) == folio)
     ++n;
   return n;
+}
+
+PinOwners& pin_owners_of(const Page* page) { return page_memory_system(page).pin_owners(); }
+
+// The first non-null entry, or nullptr.
+template <typename T>
+T* first_entry(std::span<T* const> entries) {
+  for (T* e : entries) {
+    if (e != nullptr) return e;
+  }
+  return nullptr;
+}
+
+void release_owners(std::span<Page* const> pages) {
+  if (Page* p = first_entry(pages)) pin_owners_of(p).release(pages);
 }
 
 void mark_dirty_locked(Folio* folio) {
@@ -103,6 +121,8 @@ void gup_put_folio(Folio* folio, int refs, Foll flags) {
 void folio_add_pin(Folio* folio) {
   // As the kernel: no nr_foll_pin_acquired update here.
   if (is_zero_folio(folio)) return;
+  Folio* const one[] = {folio};
+  pin_owners_of(&folio->page).record(one, "folio_add_pin", false);
   if (folio_test_large(folio)) {
     folio_ref_add(folio, 1);
     folio_pincount_add(folio, 1);
@@ -111,13 +131,14 @@ void folio_add_pin(Folio* folio) {
   }
 }
 
-void unpin_user_page(Page* page) { gup_put_folio(page_folio(page), 1, FOLL_PIN); }
+void unpin_user_page(Page* page) { unpin_user_folio(page_folio(page), 1); }
 
 void unpin_user_folio(Folio* folio, unsigned long npages) {
+  pin_owners_of(&folio->page).release(folio, npages);
   gup_put_folio(folio, static_cast<int>(npages), FOLL_PIN);
 }
 
-void unpin_user_pages(std::span<Page* const> pages) {
+void unpin_pages_untracked(std::span<Page* const> pages) {
   for (size_t i = 0; i < pages.size();) {
     if (pages[i] == nullptr) {
       ++i;
@@ -130,11 +151,25 @@ void unpin_user_pages(std::span<Page* const> pages) {
   }
 }
 
+long record_pins(Page** pages, long nr, const char* entry, Foll flags) {
+  if (nr <= 0 || pages == nullptr || !any(flags & FOLL_PIN)) return nr;
+  const std::span<Page* const> pinned(pages, static_cast<size_t>(nr));
+  if (Page* p = first_entry(pinned))
+    pin_owners_of(p).record(pinned, entry, any(flags & FOLL_LONGTERM));
+  return nr;
+}
+
+void unpin_user_pages(std::span<Page* const> pages) {
+  release_owners(pages);
+  unpin_pages_untracked(pages);
+}
+
 void unpin_user_pages_dirty_lock(std::span<Page* const> pages, bool make_dirty) {
   if (!make_dirty) {
     unpin_user_pages(pages);
     return;
   }
+  release_owners(pages);
   for (size_t i = 0; i < pages.size();) {
     if (pages[i] == nullptr) {
       ++i;
@@ -155,14 +190,15 @@ void unpin_user_page_range_dirty_lock(Page* page, unsigned long npages, bool mak
         folio_nr_pages(folio) - (page_to_pfn(page + i) - folio_pfn(folio)).value();
     const auto n = static_cast<unsigned long>(std::min<uint64_t>(npages - i, in_folio));
     if (make_dirty) mark_dirty_locked(folio);
-    gup_put_folio(folio, static_cast<int>(n), FOLL_PIN);
+    unpin_user_folio(folio, n);
     i += n;
   }
 }
 
-void unpin_folio(Folio* folio) { gup_put_folio(folio, 1, FOLL_PIN); }
+void unpin_folio(Folio* folio) { unpin_user_folio(folio, 1); }
 
 void unpin_folios(std::span<Folio* const> folios) {
+  if (Folio* f = first_entry(folios)) pin_owners_of(&f->page).release(folios);
   for (size_t i = 0; i < folios.size();) {
     if (folios[i] == nullptr) {
       ++i;

@@ -14,6 +14,7 @@
 #include "pinmm/phys/gfp.h"
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/phys/page_alloc.h"
+#include "pinmm/phys/pin_owners.h"
 
 namespace pinmm {
 
@@ -110,7 +111,8 @@ MemorySystem::MemorySystem(const MachineConfig& config, uint64_t nr_pfns, Page* 
       zero_pfn_(nr_pfns),
       lru_batches_(std::make_unique<LruAddBatch[]>(static_cast<size_t>(config.cpus))),
       tracer_(size_t{1} << 20, config.cpus),
-      wait_table_(std::make_unique<FolioWaitTable>()) {}
+      wait_table_(std::make_unique<FolioWaitTable>()),
+      pin_owners_(std::make_unique<PinOwners>()) {}
 
 MemorySystem::~MemorySystem() {
   // Page tables and other memory freed through RCU must be back first.

@@ -4,6 +4,7 @@
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/phys/memory_system.h"
 #include "pinmm/phys/pageblock.h"
+#include "pinmm/phys/pin_owners.h"
 
 namespace pinmm {
 namespace {
@@ -282,6 +283,7 @@ ValidationReport MemorySystem::validate() const {
   for (int nid = 0; nid < nr_nodes(); ++nid)
     check_lru(*this, nid, r);
   check_hugetlb_pools(*this, r);
+  r.merge(pin_owners_->validate());
   return r;
 }
 

@@ -20,6 +20,16 @@ namespace pinmm {
 
 class Mm;  // vm/: the address space a task runs in
 
+// Whom the pins a task takes are charged to (phys/pin_owners.h): the task
+// itself, or a device whose driver runs in the task's context, with a
+// free-form label (a memory region, a buffer name).
+enum class PinOwnerKind : uint8_t { kTask, kDevice };
+struct PinOwnerTag {
+  PinOwnerKind kind = PinOwnerKind::kTask;
+  std::string device;  // kDevice only
+  std::string label;
+};
+
 // Task flags, kernel names and values (include/linux/sched.h).
 enum TaskFlag : uint32_t {
   PF_MEMALLOC = 0x00000800,
@@ -58,6 +68,10 @@ class Task {
     numa_node_ = numa_node;
   }
 
+  // The pin-owner tag in effect (PinOwnerScope), or nullptr: the task.
+  const PinOwnerTag* pin_owner_tag() const { return pin_owner_tag_; }
+  void set_pin_owner_tag(const PinOwnerTag* tag) { pin_owner_tag_ = tag; }
+
   // Signals may be sent from any thread.
   void send_signal(Signal s) {
     signals_.fetch_or(static_cast<uint8_t>(s), std::memory_order_release);
@@ -75,6 +89,7 @@ class Task {
   uint32_t flags_ = 0;
   int cpu_ = 0;
   int numa_node_ = 0;
+  const PinOwnerTag* pin_owner_tag_ = nullptr;
   std::atomic<uint8_t> signals_{0};
 };
 

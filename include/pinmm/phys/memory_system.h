@@ -39,6 +39,7 @@ namespace pinmm {
 
 class FolioWaitTable;
 class HugetlbPools;
+class PinOwners;
 
 enum class MemoryBlockState : uint8_t { kOnline, kGoingOffline, kOffline };
 const char* memory_block_state_name(MemoryBlockState s);  // "online", "going-offline", "offline"
@@ -107,6 +108,9 @@ class MemorySystem {
   FolioWaitTable& wait_table() { return *wait_table_; }
   HugetlbPools& hugetlb() { return *hugetlb_; }
   const HugetlbPools& hugetlb() const { return *hugetlb_; }
+  // Who pins each folio (phys/pin_owners.h).
+  PinOwners& pin_owners() { return *pin_owners_; }
+  const PinOwners& pin_owners() const { return *pin_owners_; }
   LruAddBatch& lru_add_batch(int cpu) { return lru_batches_[cpu]; }
   const LruAddBatch& lru_add_batch(int cpu) const { return lru_batches_[cpu]; }
   std::atomic<int>& lru_disable_count() { return lru_disable_count_; }
@@ -179,6 +183,7 @@ class MemorySystem {
   VmStats vm_stats_;
   std::unique_ptr<FolioWaitTable> wait_table_;
   std::unique_ptr<HugetlbPools> hugetlb_;
+  std::unique_ptr<PinOwners> pin_owners_;
 
   mutable Mutex owners_lock_{LockRank::kLeaf};
   std::vector<std::string> owners_ GUARDED_BY(owners_lock_);
