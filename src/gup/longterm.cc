@@ -1,6 +1,7 @@
 // Long-term pins (KERNEL-SPEC 5): pin, collect the folios that may not stay
 // pinned (CMA, MIGRATE_ISOLATE, ZONE_MOVABLE), unpin everything, migrate
 // them out inside the memalloc_pin scope, and pin the whole range again.
+#include <algorithm>
 #include <cerrno>
 #include <span>
 
@@ -33,14 +34,41 @@ int folio_expected_ref_count(const Folio* folio) {
 // would make isolation fail.
 bool folio_may_be_lru_cached(const Folio* folio) { return !folio_test_large(folio); }
 
+// The pinned entries a long-term check works on: the pages GUP returned,
+// or the folios memfd_pin_folios returned (struct pages_or_folios).
+class PagesOrFolios {
+ public:
+  explicit PagesOrFolios(std::span<Page*> pages) : pages_(pages) {}
+  explicit PagesOrFolios(std::span<Folio*> folios) : folios_(folios) {}
+  size_t size() const { return pages_.empty() ? folios_.size() : pages_.size(); }
+  Folio* folio(size_t i) const {
+    if (!pages_.empty()) return pages_[i] != nullptr ? page_folio(pages_[i]) : nullptr;
+    return folios_[i];
+  }
+  // Drops every pin (no owner records exist yet) and clears the entries.
+  void unpin_all() {
+    if (!pages_.empty()) {
+      unpin_pages_untracked(pages_);
+      std::fill(pages_.begin(), pages_.end(), nullptr);
+    } else {
+      unpin_folios_untracked(folios_);
+      std::fill(folios_.begin(), folios_.end(), nullptr);
+    }
+  }
+
+ private:
+  std::span<Page*> pages_;
+  std::span<Folio*> folios_;
+};
+
 // collect_longterm_unpinnable_folios: isolates the unpinnable folios of
-// `pages` onto `list`; returns how many there were (isolated or not).
-unsigned long collect_unpinnable(MemorySystem& ms, std::span<Page*> pages, ListHead* list) {
+// `pofs` onto `list`; returns how many there were (isolated or not).
+unsigned long collect_unpinnable(MemorySystem& ms, const PagesOrFolios& pofs, ListHead* list) {
   unsigned long collected = 0;
   int drained = 0;
   Folio* prev = nullptr;
-  for (Page* page : pages) {
-    Folio* folio = page_folio(page);
+  for (size_t i = 0; i < pofs.size(); ++i) {
+    Folio* folio = pofs.folio(i);
     if (folio == prev) continue;  // the rest of a large folio
     prev = folio;
     if (folio_is_longterm_pinnable(folio)) continue;
@@ -76,10 +104,8 @@ unsigned long collect_unpinnable(MemorySystem& ms, std::span<Page*> pages, ListH
 // references keep the listed folios alive), then the list migrates.
 // -EAGAIN: re-pin the range; -ENOMEM: some folio did not move (all pins
 // already dropped).
-long migrate_unpinnable(MemorySystem& ms, std::span<Page*> pages, ListHead* list) {
-  unpin_pages_untracked(pages);
-  for (Page*& p : pages)
-    p = nullptr;
+long migrate_unpinnable(MemorySystem& ms, PagesOrFolios& pofs, ListHead* list) {
+  pofs.unpin_all();
   long ret = -EAGAIN;
   if (!list_empty(list)) {
     MigrationTargetControl mtc;
@@ -93,11 +119,11 @@ long migrate_unpinnable(MemorySystem& ms, std::span<Page*> pages, ListHead* list
   return ret;
 }
 
-long check_and_migrate_movable_pages(MemorySystem& ms, std::span<Page*> pages) {
+long check_and_migrate(MemorySystem& ms, PagesOrFolios pofs) {
   ListHead list;
   init_list_head(&list);
-  if (collect_unpinnable(ms, pages, &list) == 0) return 0;
-  return migrate_unpinnable(ms, pages, &list);
+  if (collect_unpinnable(ms, pofs, &list) == 0) return 0;
+  return migrate_unpinnable(ms, pofs, &list);
 }
 
 }  // namespace
@@ -116,11 +142,15 @@ long __gup_longterm_locked(Mm& mm, unsigned long start, unsigned long nr_pages, 
       rc = nr_pinned;
       break;
     }
-    rc = check_and_migrate_movable_pages(mm.ms(),
-                                         std::span<Page*>(pages, static_cast<size_t>(nr_pinned)));
+    rc = check_and_migrate(mm.ms(),
+                           PagesOrFolios(std::span<Page*>(pages, static_cast<size_t>(nr_pinned))));
   } while (rc == -EAGAIN);
   memalloc_pin_restore(scope);
   return rc != 0 ? rc : nr_pinned;
+}
+
+long check_and_migrate_movable_folios(MemorySystem& ms, std::span<Folio*> folios) {
+  return check_and_migrate(ms, PagesOrFolios(folios));
 }
 
 }  // namespace pinmm

@@ -197,8 +197,7 @@ void unpin_user_page_range_dirty_lock(Page* page, unsigned long npages, bool mak
 
 void unpin_folio(Folio* folio) { unpin_user_folio(folio, 1); }
 
-void unpin_folios(std::span<Folio* const> folios) {
-  if (Folio* f = first_entry(folios)) pin_owners_of(&f->page).release(folios);
+void unpin_folios_untracked(std::span<Folio* const> folios) {
   for (size_t i = 0; i < folios.size();) {
     if (folios[i] == nullptr) {
       ++i;
@@ -210,6 +209,11 @@ void unpin_folios(std::span<Folio* const> folios) {
     gup_put_folio(folios[i], static_cast<int>(n), FOLL_PIN);
     i += n;
   }
+}
+
+void unpin_folios(std::span<Folio* const> folios) {
+  if (Folio* f = first_entry(folios)) pin_owners_of(&f->page).release(folios);
+  unpin_folios_untracked(folios);
 }
 
 }  // namespace pinmm

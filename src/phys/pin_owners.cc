@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 
-
 namespace pinmm {
 
 namespace {
@@ -73,8 +72,8 @@ PinOwners::Call PinOwners::current_call() {
   return {static_cast<uint32_t>(holders_.size() - 1), task.pid()};
 }
 
-void PinOwners::add(Folio* folio, uint64_t pins, const Call& call, const char* entry,
-                    bool longterm, uint64_t seq, uint64_t now) {
+void PinOwners::add(Folio* folio, uint64_t pins, const Call& call, const char* entry, bool longterm,
+                    uint64_t seq, uint64_t now) {
   std::vector<Record>& recs = records_[folio];
   // The same folio again in one call (a folio run split by another folio,
   // or mapped twice): one record per call.

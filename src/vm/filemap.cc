@@ -102,6 +102,26 @@ Folio* filemap_get_folio(AddressSpace& mapping, uint64_t index) {
   return folio;
 }
 
+unsigned filemap_get_folios_contig(AddressSpace& mapping, uint64_t* start, uint64_t end,
+                                   std::vector<Folio*>& batch) {
+  batch.clear();
+  SpinGuard g(mapping.i_pages_lock);
+  uint64_t index = *start;
+  auto it = mapping.i_pages.upper_bound(index);
+  if (it == mapping.i_pages.begin()) return 0;
+  --it;
+  while (index <= end && batch.size() < kFolioBatchSize && it != mapping.i_pages.end()) {
+    Folio* folio = it->second;
+    if (index < it->first || index >= it->first + folio_nr_pages(folio)) break;  // a hole
+    folio_get(folio);
+    batch.push_back(folio);
+    index = it->first + folio_nr_pages(folio);
+    ++it;
+  }
+  *start = index;
+  return static_cast<unsigned>(batch.size());
+}
+
 namespace {
 
 void mod_file_stats(Folio* folio, int64_t nr) {

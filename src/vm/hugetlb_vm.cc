@@ -75,11 +75,9 @@ uint64_t make_huge_entry(const Vma* vma, Pfn pfn, bool writable) {
 
 bool huge_present(uint64_t v) { return v & _PAGE_PRESENT; }
 
-// alloc_hugetlb_folio: a pool folio for this VMA, consuming its
-// reservation if it has one. nullptr when the pool is empty.
-Folio* alloc_hugetlb_folio(Vma* vma, bool use_reserve) {
-  HugetlbPools& pools = vma->vm_mm().ms().hugetlb();
-  Hstate& h = hstate_of(vma);
+// A pool folio of `h`, consuming a reservation if `use_reserve`; without
+// one, only a free page nobody has reserved. nullptr when there is none.
+Folio* alloc_hugetlb_folio_from(HugetlbPools& pools, Hstate& h, bool use_reserve) {
   {
     MutexGuard g(pools.hugetlb_lock);
     if (use_reserve) {
@@ -95,6 +93,12 @@ Folio* alloc_hugetlb_folio(Vma* vma, bool use_reserve) {
     ++h.resv_huge_pages;
   }
   return folio;
+}
+
+// alloc_hugetlb_folio: a pool folio for this VMA, consuming its
+// reservation if it has one. nullptr when the pool is empty.
+Folio* alloc_hugetlb_folio(Vma* vma, bool use_reserve) {
+  return alloc_hugetlb_folio_from(vma->vm_mm().ms().hugetlb(), hstate_of(vma), use_reserve);
 }
 
 bool take_vma_reservation(Vma* vma, AddressSpace* mapping) {
@@ -232,6 +236,25 @@ VmFault hugetlb_wp(Vma* vma, VirtAddr haddr, const HugeEntry& entry, FaultFlags 
 }
 
 }  // namespace
+
+Folio* alloc_hugetlb_folio_for_file(File& file) {
+  HugetlbPools& pools = file.vm().ms().hugetlb();
+  Hstate& h = *pools.hstate_for_order(file.huge_order());
+  bool use_reserve = false;
+  {
+    MutexGuard g(pools.hugetlb_lock);
+    if (file.reserved_huge_pages > 0) {
+      --file.reserved_huge_pages;
+      use_reserve = true;
+    }
+  }
+  Folio* folio = alloc_hugetlb_folio_from(pools, h, use_reserve);
+  if (folio == nullptr && use_reserve) {
+    MutexGuard g(pools.hugetlb_lock);
+    ++file.reserved_huge_pages;
+  }
+  return folio;
+}
 
 VmFault hugetlb_fault(Vma* vma, VirtAddr address, FaultFlags flags) {
   Mm& mm = vma->vm_mm();

@@ -78,6 +78,10 @@ void hugetlb_change_protection(Vma* vma, VirtAddr start, VirtAddr end, MmuGather
 Result<void> hugetlb_reserve_pages(Vma* vma);
 void hugetlb_vma_release(Vma* vma);
 unsigned huge_page_order_of(const Vma* vma);
+// A pool folio for a hugetlbfs file outside any mapping (memfd_alloc_folio):
+// the file's reservation if it has one left, else a free page nobody has
+// reserved; nullptr if neither. Not zeroed.
+Folio* alloc_hugetlb_folio_for_file(File& file);
 
 // ---- filemap.cc ----
 // A file VMA joins/leaves its file's i_mmap.

@@ -18,8 +18,8 @@
 // (KERNEL-SPEC 5): the result holds only long-term pinnable folios, or the
 // call fails with -ENOMEM and holds nothing.
 //
-// Not yet here (issue #5 continues): the pin-owner table, memfd_pin_folios,
-// device-coherent folios, gup-test.
+// Every pin an entry point returns is recorded in the machine's pin-owner
+// table (phys/pin_owners.h) under the calling task's owner.
 //
 // Thread safety: get_user_pages / pin_user_pages / *_remote without
 // `locked` need the caller to hold the mmap lock for reading, which GUP
@@ -32,6 +32,7 @@
 
 namespace pinmm {
 
+class File;
 class Mm;
 
 long get_user_pages(unsigned long start, unsigned long nr_pages, Foll gup_flags, Page** pages);
@@ -57,6 +58,17 @@ long get_user_pages_fast(unsigned long start, unsigned long nr_pages, Foll gup_f
 long get_user_pages_fast_only(unsigned long start, unsigned long nr_pages, Foll gup_flags,
                               Page** pages);
 long pin_user_pages_fast(unsigned long start, unsigned long nr_pages, Foll gup_flags, Page** pages);
+
+// memfd_pin_folios (KERNEL-SPEC 2.6): pins each distinct folio of a tmpfs or
+// hugetlbfs file covering the byte range [start, end] (inclusive), in index
+// order, at most max_folios, allocating what is missing; always long-term
+// (inside a memalloc_pin scope, folios in ZONE_MOVABLE or CMA migrate
+// first). *offset is start's byte offset in the first folio. Returns the
+// number of folios (release them with unpin_folio(s)) or -errno with
+// nothing pinned: -EINVAL for a bad range, max_folios 0, no file, another
+// file system, or end beyond the file; -ENOMEM.
+long memfd_pin_folios(File* memfd, int64_t start, int64_t end, Folio** folios, unsigned max_folios,
+                      uint64_t* offset);
 
 // gup_must_unshare (KERNEL-SPEC 3.6) for a page mapped read-only; `vma`
 // nullptr for the fast path, which cannot tell a COW mapping.

@@ -45,9 +45,9 @@ struct PinOwner {
   std::string label;
   std::string entry;  // the pinning entry point
   bool longterm = false;
-  uint64_t seq = 0;       // the machine's pin-call sequence number (deterministic)
-  uint64_t when_ns = 0;   // wall time since the table was created
-  uint64_t pins = 0;      // pins this record still holds on the folio
+  uint64_t seq = 0;      // the machine's pin-call sequence number (deterministic)
+  uint64_t when_ns = 0;  // wall time since the table was created
+  uint64_t pins = 0;     // pins this record still holds on the folio
 };
 
 class PinOwners {
@@ -59,10 +59,8 @@ class PinOwners {
   // One call's pins by the current task's owner through `entry` (a string
   // literal): each run of consecutive entries of one folio adds one record
   // holding that many pins. Null entries and the zero page are skipped.
-  void record(std::span<Page* const> pages, const char* entry, bool longterm)
-      EXCLUDES(lock_);
-  void record(std::span<Folio* const> folios, const char* entry, bool longterm)
-      EXCLUDES(lock_);
+  void record(std::span<Page* const> pages, const char* entry, bool longterm) EXCLUDES(lock_);
+  void record(std::span<Folio* const> folios, const char* entry, bool longterm) EXCLUDES(lock_);
 
   // One unpinning call by the current task's owner: per folio run, `n` pins
   // come off that folio's records, the owner's own first, then the oldest.

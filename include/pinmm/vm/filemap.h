@@ -142,6 +142,13 @@ class File : public std::enable_shared_from_this<File> {
 
 // The folio covering `index`, with a reference, or nullptr.
 Folio* filemap_get_folio(AddressSpace& mapping, uint64_t index);
+// filemap_get_folios_contig: the folios covering `*start` onwards, up to
+// `end` (inclusive) and at most kFolioBatchSize of them, stopping at the
+// first hole; each with a reference (drop them with folio_put). `*start`
+// moves past the last folio returned.
+inline constexpr size_t kFolioBatchSize = 31;  // PAGEVEC_SIZE
+unsigned filemap_get_folios_contig(AddressSpace& mapping, uint64_t* start, uint64_t end,
+                                   std::vector<Folio*>& batch);
 // Adds a locked new folio at `index` (aligned to its size): the cache takes
 // nr_pages references and the folio joins the LRU. EEXIST if something is
 // there already.
@@ -160,6 +167,15 @@ struct GetFolioResult {
   bool major = false;
 };
 GetFolioResult filemap_get_or_create_locked(File& file, uint64_t index, Gfp gfp);
+
+// memfd_alloc_folio (mm/memfd.c): the folio for `index` of a tmpfs or
+// hugetlbfs file that has none yet, added to its page cache and returned
+// unlocked with a reference. A hugetlb folio comes from the pool (the
+// file's reservation if it has one left, else an unreserved free page);
+// inside a memalloc_pin scope neither kind comes from ZONE_MOVABLE or CMA.
+// EEXIST if another folio got there first (hugetlbfs; tmpfs returns that
+// one), ENOMEM, EINVAL for other file systems or beyond EOF.
+Result<Folio*> memfd_alloc_folio(File& memfd, uint64_t index);
 
 // The VmOperations of each file system, chosen by vm_mmap.
 const VmOperations* file_vm_ops(const File& file);
