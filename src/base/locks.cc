@@ -11,6 +11,8 @@ namespace pinmm {
 
 const char* lock_rank_name(LockRank rank) {
   switch (rank) {
+    case LockRank::kDriver:
+      return "driver mutex";
     case LockRank::kMmapLock:
       return "mmap_lock";
     case LockRank::kFolioLock:

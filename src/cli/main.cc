@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/demo.h"
+#include "cli/gup_test_cmd.h"
 #include "cli/machine_options.h"
 #include "pinmm/migrate/target.h"
 #include "pinmm/report/proc.h"
@@ -65,6 +66,7 @@ int main(int argc, char** argv) {
   run_cmd->add_flag("--quiet", quiet, "Print nothing; the exit status tells");
 
   auto* policies_cmd = app.add_subcommand("policies", "List the named policies pinmm can use");
+  pinmm::cli::GupTestCommand gup_test(app);
 
   try {
     app.parse(argc, argv);
@@ -80,6 +82,7 @@ int main(int argc, char** argv) {
   }
 
   if (policies_cmd->parsed()) return policies();
+  if (gup_test.parsed()) return gup_test.run();
   const pinmm::cli::MachineOptions& opts = dump_cmd->parsed() ? dump_machine : run_machine;
   auto config = opts.to_config();
   if (auto* problems = std::get_if<std::vector<std::string>>(&config))

@@ -24,8 +24,7 @@ long pin_folio_range(File& memfd, uint64_t start_idx, uint64_t end_idx, int64_t 
   Folio* allocated = nullptr;  // the reference memfd_alloc_folio returned
   size_t nr = 0;
   while (start_idx <= end_idx && nr < folios.size()) {
-    const unsigned found =
-        filemap_get_folios_contig(memfd.mapping(), &start_idx, end_idx, batch);
+    const unsigned found = filemap_get_folios_contig(memfd.mapping(), &start_idx, end_idx, batch);
     if (allocated != nullptr) {
       folio_put(allocated);
       allocated = nullptr;
@@ -61,8 +60,8 @@ long pin_folio_range(File& memfd, uint64_t start_idx, uint64_t end_idx, int64_t 
 
 }  // namespace
 
-long memfd_pin_folios(File* memfd, int64_t start, int64_t end, Folio** folios,
-                      unsigned max_folios, uint64_t* offset) {
+long memfd_pin_folios(File* memfd, int64_t start, int64_t end, Folio** folios, unsigned max_folios,
+                      uint64_t* offset) {
   if (start < 0 || start > end || max_folios == 0) return -EINVAL;
   if (memfd == nullptr) return -EINVAL;
   if (!memfd->is_shmem() && !memfd->is_hugetlbfs()) return -EINVAL;
@@ -83,8 +82,7 @@ long memfd_pin_folios(File* memfd, int64_t start, int64_t end, Folio** folios,
       ret = nr;
       break;
     }
-    ret = check_and_migrate_movable_folios(memfd->vm().ms(),
-                                           out.first(static_cast<size_t>(nr)));
+    ret = check_and_migrate_movable_folios(memfd->vm().ms(), out.first(static_cast<size_t>(nr)));
   } while (ret == -EAGAIN);
   memalloc_pin_restore(scope);
   if (ret != 0) return ret;

@@ -155,8 +155,7 @@ TEST_F(MemfdPin, AnEmptyHugetlbPoolIsEnomemWithNothingPinned) {
   auto f = File::create(m.vm, FsType::kHugetlbfs, "memfd:huge", 4 * HPAGE_PMD_SIZE);
   std::vector<Folio*> folios(4, nullptr);
   uint64_t off = 0;
-  EXPECT_EQ(memfd_pin_folios(f.get(), 0, 4 * HPAGE_PMD_SIZE - 1, folios.data(), 4, &off),
-            -ENOMEM);
+  EXPECT_EQ(memfd_pin_folios(f.get(), 0, 4 * HPAGE_PMD_SIZE - 1, folios.data(), 4, &off), -ENOMEM);
   EXPECT_EQ(acquired(), m.ms->node(0).stats().get(NR_FOLL_PIN_RELEASED));
   EXPECT_EQ(m.ms->pin_owners().nr_folios(), 0u);
   f->truncate(0).value();

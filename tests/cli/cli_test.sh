@@ -22,6 +22,22 @@ expect() {
   echo "ok   $name"
 }
 
+# expect_lines NAME COUNT PATTERN -- ARGS...: exit status 0 and exactly
+# COUNT output lines matching PATTERN.
+expect_lines() {
+  local name=$1 want=$2 pattern=$3
+  shift 4
+  local out rc n
+  out=$("$pinmm" "$@" 2>&1)
+  rc=$?
+  n=$(grep -Ec -- "$pattern" <<<"$out")
+  if [[ $rc -ne 0 || $n -ne $want ]]; then
+    echo "FAIL $name: exit status $rc, $n line(s) match /$pattern/, expected $want"
+    echo "$out" | head -20; failures=$((failures + 1)); return
+  fi
+  echo "ok   $name"
+}
+
 expect version 0 '^pinmm [0-9]+\.[0-9]+\.[0-9]+$' -- --version
 # The Foundation machine: 4GiB, 2GiB movable, 256MiB CMA. Normal has
 # 507904 free pages (496 order-10 blocks), Movable 524288 (512 blocks).
@@ -37,6 +53,22 @@ expect run 0 'audit: mid-run ok; after freeing everything ok; all pages back: ye
   -- run --memory 512MiB --movable 256MiB --cma 64MiB
 expect policies 0 'alloc_migration_target' -- policies
 expect run-quiet 0 '^$' -- run --quiet --memory 512MiB --movable 256MiB --cma none
+# gup-test: gup_test's lines, one per repeat (and thread).
+expect gup-test-default 0 '^GUP_FAST_BENCHMARK: Time: get:[0-9]+ put:[0-9]+ us$' -- gup-test -m 4
+expect_lines gup-test-repeats 3 '^PIN_FAST_BENCHMARK: Time: get:[0-9]+ put:[0-9]+ us$' \
+  -- gup-test -m 4 -a -r 3 -n 512 --quiet
+expect gup-test-longterm-movable 0 '^PIN_LONGTERM_BENCHMARK: Time: get:[0-9]+ put:[0-9]+ us$' \
+  -- gup-test -m 4 -L --movable -n 123
+expect gup-test-hugetlb-shared 0 '^PIN_BASIC_TEST: done$' -- gup-test -m 4 -b -H -S -W
+expect_lines gup-test-threads 2 '^GUP_BASIC_TEST: done$' -- gup-test -m 4 -U -j 2 --quiet
+expect gup-test-dump 0 'page #19, starting from user virt addr' -- gup-test -m 4 -ct -F 0x1 0 19 0x1000
+expect gup-test-later-wins 0 '^GUP_BASIC_TEST: done$' -- gup-test -m 4 -a -U
+# -z adds gup_test's stale FOLL_TOUCH (0x2, FOLL_GET in 6.x): every call is
+# invalid, so nothing is walked, as on Linux.
+expect gup-test-stale-touch 0 'truncated \(size: 0\)' -- gup-test -m 4 -a -z
+expect gup-test-bad-size 2 '-m: 0 MiB is not a buffer size' -- gup-test -m 0
+expect gup-test-bad-flags 2 "-F: 'zz' is not a number" -- gup-test -F zz
+expect gup-test-bad-threads 2 '-j: 0 threads' -- gup-test -j 0
 
 # Bad input: a message and exit status 2.
 expect bad-size 2 "--memory: '4X' is not a size" -- dump buddyinfo --memory 4X

@@ -7,6 +7,7 @@
 // builds (PINMM_DEBUG) check ranks on every acquisition and abort on an
 // inversion, naming both locks.
 //
+//   driver mutexes (ioctl-level state of a module)        kDriver
 //   mmap_lock (Mm)                                        kMmapLock
 //     folio lock (PG_locked bit, phys/folio_lock.h)       kFolioLock
 //       i_mmap rwsem (file mapping)                       kIMmap
@@ -29,6 +30,7 @@
 namespace pinmm {
 
 enum class LockRank : uint16_t {
+  kDriver = 50,
   kMmapLock = 100,
   kFolioLock = 200,
   kIMmap = 300,
