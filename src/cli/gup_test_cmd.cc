@@ -69,7 +69,8 @@ GupTestCommand::GupTestCommand(CLI::App& app) {
   cmd_->add_flag("-L")->description("PIN_LONGTERM_BENCHMARK (pin_user_pages with FOLL_LONGTERM)");
   cmd_->add_flag("-u")->description("GUP_FAST_BENCHMARK (get_user_pages_fast, the default)");
   cmd_->add_flag("-U")->description("GUP_BASIC_TEST (get_user_pages)");
-  cmd_->add_flag("-c")->description("DUMP_USER_PAGES_TEST: dump the pages given as arguments (default 0)");
+  cmd_->add_flag("-c")->description(
+      "DUMP_USER_PAGES_TEST: dump the pages given as arguments (default 0)");
   cmd_->add_flag("-p")->description("Pin instead of get for the dump test");
   cmd_->add_option("-F", gup_flags_, "gup_flags (decimal or 0x hex)");
   cmd_->add_option("-m", size_mib_, "Buffer size in MiB")->capture_default_str();
@@ -177,12 +178,13 @@ int GupTestCommand::run() {
     }
   }
   if (!quiet_) {
-    fmt::print("# machine: {} ({} in ZONE_MOVABLE); buffer: {} MiB {} {}{} at {:#x}, "
-               "{} page(s) per call, {} thread(s)\n",
-               config.total_memory().to_string(), config.nodes[0].movable.to_string(), size_mib_,
-               s.shared ? "MAP_SHARED" : "MAP_PRIVATE", s.hugetlb ? "hugetlb" : "anonymous",
-               s.thp == 1 ? " MADV_HUGEPAGE" : (s.thp == 0 ? " MADV_NOHUGEPAGE" : ""), p.value(),
-               nr_pages_, threads_);
+    fmt::print(
+        "# machine: {} ({} in ZONE_MOVABLE); buffer: {} MiB {} {}{} at {:#x}, "
+        "{} page(s) per call, {} thread(s)\n",
+        config.total_memory().to_string(), config.nodes[0].movable.to_string(), size_mib_,
+        s.shared ? "MAP_SHARED" : "MAP_PRIVATE", s.hugetlb ? "hugetlb" : "anonymous",
+        s.thp == 1 ? " MADV_HUGEPAGE" : (s.thp == 0 ? " MADV_NOHUGEPAGE" : ""), p.value(),
+        nr_pages_, threads_);
   }
 
   std::mutex print_mutex;

@@ -28,7 +28,8 @@ std::string dump_page(const Page* page, const char* reason) {
 using Clock = std::chrono::steady_clock;
 
 uint64_t usec_between(Clock::time_point a, Clock::time_point b) {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(b - a).count());
+  return static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(b - a).count());
 }
 
 bool is_pin_cmd(GupTestCmd cmd) {

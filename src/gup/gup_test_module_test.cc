@@ -126,11 +126,11 @@ TEST_F(GupTestModule, ZeroPagePinsAreReportedAsTheKernelDoes) {
 TEST_F(GupTestModule, PinLongtermTestArgumentRules) {
   const VirtAddr a = populated(4);
   PinLongtermTest t;
-  EXPECT_EQ(t.start({a.value(), 4 * PAGE_SIZE, 4}), -EINVAL);        // unknown flag
-  EXPECT_EQ(t.start({a.value() + 1, 4 * PAGE_SIZE, 0}), -EINVAL);    // unaligned addr
-  EXPECT_EQ(t.start({a.value(), 4 * PAGE_SIZE + 8, 0}), -EINVAL);    // unaligned size
-  EXPECT_EQ(t.start({a.value(), 0, 0}), -EINVAL);                     // empty
-  EXPECT_EQ(t.start({a.value(), uint64_t{1} << 63, 0}), -EINVAL);     // beyond LONG_MAX
+  EXPECT_EQ(t.start({a.value(), 4 * PAGE_SIZE, 4}), -EINVAL);      // unknown flag
+  EXPECT_EQ(t.start({a.value() + 1, 4 * PAGE_SIZE, 0}), -EINVAL);  // unaligned addr
+  EXPECT_EQ(t.start({a.value(), 4 * PAGE_SIZE + 8, 0}), -EINVAL);  // unaligned size
+  EXPECT_EQ(t.start({a.value(), 0, 0}), -EINVAL);                  // empty
+  EXPECT_EQ(t.start({a.value(), uint64_t{1} << 63, 0}), -EINVAL);  // beyond LONG_MAX
   std::vector<std::byte> buf(4 * PAGE_SIZE);
   EXPECT_EQ(t.read(buf), -EINVAL);  // nothing pinned
   ASSERT_EQ(t.start({a.value(), 4 * PAGE_SIZE, PIN_LONGTERM_TEST_FLAG_USE_WRITE}), 0);
