@@ -45,8 +45,7 @@ struct AnonCell {
 };
 
 std::string anon_cell_name(const ::testing::TestParamInfo<AnonCell>& info) {
-  static const char* const kAnon[] = {"BasePage", "ThpPmd", "ThpPte", "ThpSinglePte",
-                                      "Hugetlb2M"};
+  static const char* const kAnon[] = {"BasePage", "ThpPmd", "ThpPte", "ThpSinglePte", "Hugetlb2M"};
   static const char* const kCase[] = {"RoPinShared", "RoPinPreviouslyShared", "RoPinRoExclusive",
                                       "FixedBufferRoMapping", "FixedBufferFork"};
   return std::string(kAnon[static_cast<int>(info.param.anon)]) +
@@ -155,9 +154,9 @@ TEST_P(CowPinAnon, PinIsReliable) {
 std::vector<AnonCell> anon_cells() {
   std::vector<AnonCell> cells;
   for (Anon a : {Anon::kBase, Anon::kThpPmd, Anon::kThpPte, Anon::kThpSinglePte, Anon::kHugetlb}) {
-    for (PinCase p : {PinCase::kRoPinShared, PinCase::kRoPinPreviouslyShared,
-                      PinCase::kRoPinRoExclusive, PinCase::kFixedBufferRoMapping,
-                      PinCase::kFixedBufferFork}) {
+    for (PinCase p :
+         {PinCase::kRoPinShared, PinCase::kRoPinPreviouslyShared, PinCase::kRoPinRoExclusive,
+          PinCase::kFixedBufferRoMapping, PinCase::kFixedBufferFork}) {
       for (bool fast : {false, true})
         cells.push_back({a, p, fast});
     }
@@ -231,15 +230,16 @@ TEST_P(CowPinNonAnon, RoLongtermPinUnsharesFirst) {
   EXPECT_VM_VALID(m.vm);
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Cow, CowPinNonAnon,
-    ::testing::Values(NonAnonCell{NonAnon::kZeroPage, false}, NonAnonCell{NonAnon::kZeroPage, true},
-                      NonAnonCell{NonAnon::kMemfd, false}, NonAnonCell{NonAnon::kMemfd, true},
-                      NonAnonCell{NonAnon::kTmpfileExt4, false},
-                      NonAnonCell{NonAnon::kTmpfileExt4, true},
-                      NonAnonCell{NonAnon::kMemfdHugetlb, false},
-                      NonAnonCell{NonAnon::kMemfdHugetlb, true}),
-    non_anon_cell_name);
+INSTANTIATE_TEST_SUITE_P(Cow, CowPinNonAnon,
+                         ::testing::Values(NonAnonCell{NonAnon::kZeroPage, false},
+                                           NonAnonCell{NonAnon::kZeroPage, true},
+                                           NonAnonCell{NonAnon::kMemfd, false},
+                                           NonAnonCell{NonAnon::kMemfd, true},
+                                           NonAnonCell{NonAnon::kTmpfileExt4, false},
+                                           NonAnonCell{NonAnon::kTmpfileExt4, true},
+                                           NonAnonCell{NonAnon::kMemfdHugetlb, false},
+                                           NonAnonCell{NonAnon::kMemfdHugetlb, true}),
+                         non_anon_cell_name);
 
 }  // namespace
 }  // namespace pinmm

@@ -51,7 +51,7 @@ class GupLongtermMatrix : public ::testing::TestWithParam<Cell> {
   }
   // memfd_create / tmpfile, ftruncate and fallocate.
   std::shared_ptr<File> backing_file(Backing b, uint64_t size) {
-    const FsType type = b == Backing::kMemfd          ? FsType::kTmpfs
+    const FsType type = b == Backing::kMemfd         ? FsType::kTmpfs
                         : b == Backing::kTmpfileExt4 ? FsType::kExt4
                                                      : FsType::kHugetlbfs;
     auto file = File::create(m.vm, type, "test", 0);
@@ -81,7 +81,9 @@ TEST_P(GupLongtermMatrix, LongtermPinOutcome) {
   ASSERT_TRUE(copy_to_user(*mm, *mem, std::vector<std::byte>(size)).ok());
   const bool rw = c.type == PinType::kRw || c.type == PinType::kRwFast;
   const bool fast = c.type == PinType::kRwFast || c.type == PinType::kRoFast;
-  if (!rw) ASSERT_TRUE(do_mprotect(*mm, *mem, size, PROT_READ).ok());
+  if (!rw) {
+    ASSERT_TRUE(do_mprotect(*mm, *mem, size, PROT_READ).ok());
+  }
 
   const bool should_work = !c.shared || !rw || c.backing != Backing::kTmpfileExt4;
   PinLongtermTest pin;

@@ -85,7 +85,7 @@ TEST_F(MemfdPin, PinsEveryFolioOnceAndAllocatesTheHoles) {
   }
   EXPECT_EQ(folios[3], nullptr);
   EXPECT_EQ(read_page(*f, 1), 0x11);  // migrated with its contents
-  EXPECT_VALID(*m.ms);
+  EXPECT_VM_VALID(m.vm);
   unpin_folios(std::span<Folio* const>(folios.data(), 3));
   EXPECT_EQ(m.ms->pin_owners().nr_folios(), 0u);
   EXPECT_EQ(acquired(), m.ms->node(0).stats().get(NR_FOLL_PIN_RELEASED));

@@ -33,14 +33,6 @@ Folio* try_get_folio(Page* page, int refs) {
   }
 }
 
-// The run of consecutive entries from `i` that belong to one folio.
-size_t folio_run(std::span<Page* const> pages, size_t i, Folio* folio) {
-  size_t n = 1;
-  while (i + n < pages.size() && pages[i + n] != nullptr && page_folio(pages[i + n]) == folio)
-    ++n;
-  return n;
-}
-
 PinOwners& pin_owners_of(const Page* page) { return page_memory_system(page).pin_owners(); }
 
 // The first non-null entry, or nullptr.
@@ -139,16 +131,8 @@ void unpin_user_folio(Folio* folio, unsigned long npages) {
 }
 
 void unpin_pages_untracked(std::span<Page* const> pages) {
-  for (size_t i = 0; i < pages.size();) {
-    if (pages[i] == nullptr) {
-      ++i;
-      continue;
-    }
-    Folio* folio = page_folio(pages[i]);
-    const size_t n = folio_run(pages, i, folio);
-    gup_put_folio(folio, static_cast<int>(n), FOLL_PIN);
-    i += n;
-  }
+  for_each_folio_run(
+      pages, [](Folio* folio, size_t n) { gup_put_folio(folio, static_cast<int>(n), FOLL_PIN); });
 }
 
 long record_pins(Page** pages, long nr, const char* entry, Foll flags) {
@@ -170,17 +154,10 @@ void unpin_user_pages_dirty_lock(std::span<Page* const> pages, bool make_dirty) 
     return;
   }
   release_owners(pages);
-  for (size_t i = 0; i < pages.size();) {
-    if (pages[i] == nullptr) {
-      ++i;
-      continue;
-    }
-    Folio* folio = page_folio(pages[i]);
-    const size_t n = folio_run(pages, i, folio);
+  for_each_folio_run(pages, [](Folio* folio, size_t n) {
     mark_dirty_locked(folio);
     gup_put_folio(folio, static_cast<int>(n), FOLL_PIN);
-    i += n;
-  }
+  });
 }
 
 void unpin_user_page_range_dirty_lock(Page* page, unsigned long npages, bool make_dirty) {

@@ -56,7 +56,7 @@ TEST_F(PinOwnersTest, EachPinningCallRecordsItsOwnerPerFolio) {
   EXPECT_EQ(rec[0].entry, "pin_user_pages_fast");
   EXPECT_TRUE(rec[0].longterm);
   EXPECT_EQ(rec[0].pins, 1u);
-  EXPECT_VALID(*m.ms);
+  EXPECT_VM_VALID(m.vm);
   unpin_user_pages(pages);
   EXPECT_EQ(owners().nr_folios(), 0u);
 }
@@ -90,7 +90,7 @@ TEST_F(PinOwnersTest, EveryPinEntryPointNamesItself) {
   for (int i = 0; i < 4; ++i)
     unpin_user_page(page);
   EXPECT_TRUE(owners_at(a).empty());
-  EXPECT_VALID(*m.ms);
+  EXPECT_VM_VALID(m.vm);
 }
 
 TEST_F(PinOwnersTest, ALargeFolioRunIsOneRecordHoldingEveryPage) {
@@ -107,7 +107,7 @@ TEST_F(PinOwnersTest, ALargeFolioRunIsOneRecordHoldingEveryPage) {
   // Partial unpins take pins off the record.
   unpin_user_pages(std::span<Page* const>(pages.data(), 100));
   EXPECT_EQ(owners_at(h)[0].pins, HPAGE_PMD_NR - 100);
-  EXPECT_VALID(*m.ms);
+  EXPECT_VM_VALID(m.vm);
   unpin_user_page_range_dirty_lock(pages[100], HPAGE_PMD_NR - 100, true);
   EXPECT_EQ(owners().nr_folios(), 0u);
 }
@@ -148,7 +148,7 @@ TEST_F(PinOwnersTest, UnpinTakesTheUnpinnersOwnPinsFirstThenTheOldest) {
   // An unpin by someone with no record of its own takes the oldest.
   unpin_user_page(page);
   EXPECT_TRUE(owners_at(a).empty());
-  EXPECT_VALID(*m.ms);
+  EXPECT_VM_VALID(m.vm);
 }
 
 TEST_F(PinOwnersTest, LongtermMigrationLeavesOnlyTheFinalPinsRecorded) {
@@ -172,7 +172,7 @@ TEST_F(PinOwnersTest, LongtermMigrationLeavesOnlyTheFinalPinsRecorded) {
     EXPECT_EQ(owners().owners_of(now).size(), 1u);
   }
   EXPECT_EQ(owners().nr_folios(), 4u);
-  EXPECT_VALID(*m.ms);
+  EXPECT_VM_VALID(m.vm);
   unpin_user_pages_dirty_lock(pages, true);
   EXPECT_EQ(owners().nr_folios(), 0u);
 }
@@ -198,7 +198,7 @@ TEST_F(PinOwnersTest, ValidateCatchesARecordWithoutItsPins) {
   EXPECT_NE(report.to_string().find("records hold 1 pins, the folio has 0"), std::string::npos)
       << report.to_string();
   owners().release(page_folio(page), 1);
-  EXPECT_VALID(*m.ms);
+  EXPECT_VM_VALID(m.vm);
 }
 
 // Concurrent pinners and unpinners of the same pages keep the table and the
@@ -221,7 +221,7 @@ TEST_F(PinOwnersTest, ConcurrentPinAndUnpinKeepTheTableConsistent) {
   t1.join();
   t2.join();
   EXPECT_EQ(owners().nr_folios(), 0u);
-  EXPECT_VALID(*m.ms);
+  EXPECT_VM_VALID(m.vm);
 }
 
 }  // namespace

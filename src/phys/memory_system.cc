@@ -112,7 +112,7 @@ MemorySystem::MemorySystem(const MachineConfig& config, uint64_t nr_pfns, Page* 
       lru_batches_(std::make_unique<LruAddBatch[]>(static_cast<size_t>(config.cpus))),
       tracer_(size_t{1} << 20, config.cpus),
       wait_table_(std::make_unique<FolioWaitTable>()),
-      pin_owners_(std::make_unique<PinOwners>()) {}
+      pin_owners_(std::make_unique<PinOwners>(mem_map, nr_pfns)) {}
 
 MemorySystem::~MemorySystem() {
   // Page tables and other memory freed through RCU must be back first.

@@ -14,7 +14,8 @@ namespace {
 
 class PinOwnerTable : public ::testing::Test {
  protected:
-  PinOwnerTable() : ms(testing::boot_tiny(Bytes::MiB(16))) {}
+  PinOwnerTable()
+      : ms(testing::boot_tiny(Bytes::MiB(16))), table(ms->mem_map(), ms->max_pfn().value()) {}
   // A small folio holding `pins` pins the way GUP counts them.
   Folio* pinned_small(int pins) {
     Folio* f = folio_alloc(*ms, GFP_KERNEL, Order(0));

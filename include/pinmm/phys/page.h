@@ -27,6 +27,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "pinmm/base/check.h"
@@ -229,6 +230,37 @@ inline unsigned folio_order(const Folio* f) {
 }
 inline uint64_t folio_nr_pages(const Folio* f) { return uint64_t{1} << folio_order(f); }
 inline uint64_t folio_size(const Folio* f) { return folio_nr_pages(f) << PAGE_SHIFT; }
+
+// How many consecutive entries of `pages` from `i` belong to `folio` (the
+// folio of pages[i]; entries may be null). Subpages listed in order — what
+// GUP returns for a large folio — are recognised by their addresses alone,
+// without touching their descriptors.
+inline size_t folio_run_length(std::span<Page* const> pages, size_t i, const Folio* folio) {
+  const Page* first = pages[i];
+  const uint64_t left = folio_nr_pages(folio) - static_cast<uint64_t>(first - &folio->page);
+  size_t n = 1;
+  while (i + n < pages.size() && n < left && pages[i + n] == first + n)
+    ++n;
+  while (i + n < pages.size() && pages[i + n] != nullptr && page_folio(pages[i + n]) == folio)
+    ++n;
+  return n;
+}
+
+// Calls fn(folio, n) for each run of n consecutive entries of `pages` that
+// belong to one folio, skipping null entries.
+template <typename Fn>
+void for_each_folio_run(std::span<Page* const> pages, Fn fn) {
+  for (size_t i = 0; i < pages.size();) {
+    if (pages[i] == nullptr) {
+      ++i;
+      continue;
+    }
+    Folio* folio = page_folio(pages[i]);
+    const size_t n = folio_run_length(pages, i, folio);
+    fn(folio, n);
+    i += n;
+  }
+}
 
 // Flag tests on a folio read the head page, as FOLIO_FLAG(..., FOLIO_HEAD_PAGE).
 #define PINMM_FOLIO_FLAG(name, bit)                                                 \

@@ -15,19 +15,24 @@
 // from the oldest. Pins taken without a record (a bare try_grab_folio) are
 // not tracked, and their unpin finds nothing to release.
 //
-// Cost: nothing for folios that are not pinned (no per-page field); one lock
-// acquisition per pinning or unpinning call and one hash-table update per
-// folio run.
+// Cost: no per-page field. The table is a two-level directory indexed by
+// the folio's PFN: one pointer per pageblock (512 pages), and a leaf of 512
+// record heads allocated only while some folio in that pageblock has pins;
+// records live in a pool with a free list. So a pin costs one lock
+// acquisition per call and, per folio run, two array lookups and a 12-byte
+// record taken from a pool — no hashing, no allocation in the steady state.
+// Who, how and when are kept once per call.
 //
 // Thread safety: every member takes the table's lock (rank kPinTable), so
 // the table may be used under any lock of lower rank, including page-table
 // locks and zone->lock.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
-#include <unordered_map>
 #include <vector>
 
 #include "pinmm/base/locks.h"
@@ -52,7 +57,10 @@ struct PinOwner {
 
 class PinOwners {
  public:
-  PinOwners();
+  // A table for the PFNs [0, nr_pfns) of the machine whose page
+  // descriptors start at mem_map.
+  PinOwners(const Page* mem_map, uint64_t nr_pfns);
+  ~PinOwners();
   PinOwners(const PinOwners&) = delete;
   PinOwners& operator=(const PinOwners&) = delete;
 
@@ -76,19 +84,36 @@ class PinOwners {
   std::vector<std::pair<const Folio*, std::vector<PinOwner>>> snapshot() const EXCLUDES(lock_);
 
   // Each recorded folio still has at least as many pins as its records hold
-  // (exact for large folios, via the pin bias for small ones), and no record
-  // is empty. At a quiescent point.
+  // (exact for large folios, via the pin bias for small ones), no record is
+  // empty, and the directory's counts agree. At a quiescent point.
   ValidationReport validate() const EXCLUDES(lock_);
 
  private:
-  struct Record {
+  static constexpr unsigned kLeafShift = 9;  // a pageblock of PFNs per leaf
+  static constexpr uint64_t kLeafSize = uint64_t{1} << kLeafShift;
+  static constexpr uint32_t kNone = 0;  // record indexes are 1-based
+
+  // What one pinning call recorded: who, how, when. Shared by the records
+  // it left on each folio; freed when the last of them goes.
+  struct CallRecord {
     uint32_t holder;  // index into holders_
     int32_t pid;
-    uint64_t pins;
-    const char* entry;
     bool longterm;
+    const char* entry;
     uint64_t seq;
     uint64_t when_ns;
+    uint32_t records;  // live Records of this call
+  };
+  // One call's pins on one folio, in the folio's list (oldest first).
+  struct Record {
+    uint32_t next;  // the folio's next (younger) record, or kNone
+    uint32_t call;  // index into calls_
+    uint32_t pins;
+  };
+  // The record lists of one pageblock's PFNs (a folio's at its head PFN).
+  struct Leaf {
+    std::array<uint32_t, kLeafSize> head{};
+    uint32_t folios = 0;  // non-empty lists
   };
   // Who is charged: a task (its pid and comm) or a device (its name), and
   // the label. Unpins match records by holder.
@@ -99,22 +124,38 @@ class PinOwners {
     std::string label;
     bool operator==(const Holder&) const = default;
   };
-  // The current task's holder and call details, computed once per call.
-  struct Call {
-    uint32_t holder;
-    int32_t pid;
-  };
 
-  Call current_call() REQUIRES(lock_);
-  void add(Folio* folio, uint64_t pins, const Call& call, const char* entry, bool longterm,
-           uint64_t seq, uint64_t now) REQUIRES(lock_);
-  void take(Folio* folio, uint64_t pins, uint32_t holder) REQUIRES(lock_);
-  PinOwner describe(const Record& r) const REQUIRES(lock_);
+  // The holder of the current task's pins, found or added.
+  uint32_t current_holder() REQUIRES(lock_);
+  // A CallRecord for the current task's call through `entry`.
+  uint32_t new_call(const char* entry, bool longterm, uint64_t now) REQUIRES(lock_);
+  uint64_t index_of(const Folio* folio) const {
+    return static_cast<uint64_t>(&folio->page - mem_map_);
+  }
+  // The head of folio's list, allocating its leaf if `create`; nullptr if
+  // there is no leaf and !create, or for PFNs outside the table (the zero
+  // page, never recorded).
+  uint32_t* head_slot(const Folio* folio, bool create) REQUIRES(lock_);
+  uint32_t new_record(uint32_t call, uint32_t pins) REQUIRES(lock_);
+  void free_record(uint32_t i) REQUIRES(lock_);
+  Record& rec(uint32_t i) REQUIRES(lock_) { return records_[i - 1]; }
+  const Record& rec(uint32_t i) const REQUIRES(lock_) { return records_[i - 1]; }
+  void add(const Folio* folio, uint64_t pins, uint32_t call) REQUIRES(lock_);
+  void end_call(uint32_t call) REQUIRES(lock_);
+  void take(const Folio* folio, uint64_t pins, uint32_t holder) REQUIRES(lock_);
+  std::vector<PinOwner> describe_list(uint32_t head) const REQUIRES(lock_);
 
+  const Page* const mem_map_;
+  const uint64_t nr_pfns_;
   const uint64_t created_ns_;
   mutable Mutex lock_{LockRank::kPinTable};
   std::vector<Holder> holders_ GUARDED_BY(lock_);
-  std::unordered_map<const Folio*, std::vector<Record>> records_ GUARDED_BY(lock_);
+  std::vector<std::unique_ptr<Leaf>> leaves_ GUARDED_BY(lock_);
+  std::vector<Record> records_ GUARDED_BY(lock_);
+  uint32_t free_records_ GUARDED_BY(lock_) = kNone;  // chained through Record::next
+  std::vector<CallRecord> calls_ GUARDED_BY(lock_);
+  std::vector<uint32_t> free_calls_ GUARDED_BY(lock_);
+  size_t nr_folios_ GUARDED_BY(lock_) = 0;
   uint64_t next_seq_ GUARDED_BY(lock_) = 1;
 };
 
