@@ -135,7 +135,10 @@ void PinOwners::record(std::span<Page* const> pages, const char* entry, bool lon
   const uint64_t now = now_ns() - created_ns_;
   MutexGuard g(lock_);
   const uint32_t call = new_call(entry, longterm, now);
-  for_each_folio_run(pages, [&](Folio* folio, size_t n) { add(folio, n, call); });
+  for_each_folio_run(pages, [&](Folio* folio, size_t n) {
+    lock_.assert_held();  // the analysis does not follow the lambda
+    add(folio, n, call);
+  });
   end_call(call);
 }
 
@@ -143,7 +146,10 @@ void PinOwners::record(std::span<Folio* const> folios, const char* entry, bool l
   const uint64_t now = now_ns() - created_ns_;
   MutexGuard g(lock_);
   const uint32_t call = new_call(entry, longterm, now);
-  for_each_folio_entry_run(folios, [&](Folio* folio, size_t n) { add(folio, n, call); });
+  for_each_folio_entry_run(folios, [&](Folio* folio, size_t n) {
+    lock_.assert_held();  // the analysis does not follow the lambda
+    add(folio, n, call);
+  });
   end_call(call);
 }
 
@@ -181,14 +187,20 @@ void PinOwners::release(std::span<Page* const> pages) {
   MutexGuard g(lock_);
   if (nr_folios_ == 0) return;
   const uint32_t holder = current_holder();
-  for_each_folio_run(pages, [&](Folio* folio, size_t n) { take(folio, n, holder); });
+  for_each_folio_run(pages, [&](Folio* folio, size_t n) {
+    lock_.assert_held();  // the analysis does not follow the lambda
+    take(folio, n, holder);
+  });
 }
 
 void PinOwners::release(std::span<Folio* const> folios) {
   MutexGuard g(lock_);
   if (nr_folios_ == 0) return;
   const uint32_t holder = current_holder();
-  for_each_folio_entry_run(folios, [&](Folio* folio, size_t n) { take(folio, n, holder); });
+  for_each_folio_entry_run(folios, [&](Folio* folio, size_t n) {
+    lock_.assert_held();  // the analysis does not follow the lambda
+    take(folio, n, holder);
+  });
 }
 
 void PinOwners::release(Folio* folio, uint64_t pins) {
