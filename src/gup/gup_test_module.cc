@@ -140,14 +140,11 @@ bool gup_test_is_benchmark(GupTestCmd cmd) {
          cmd == GupTestCmd::PIN_LONGTERM_BENCHMARK;
 }
 
-int gup_test_ioctl(uint32_t raw_cmd, GupTest& gup, std::string* log) {
-  if (raw_cmd < 1 || raw_cmd > 6) return -EINVAL;
-  const auto cmd = static_cast<GupTestCmd>(raw_cmd);
-  Mm* mm = current().mm();
-  if (mm == nullptr) return -EFAULT;
-  const bool needs_mmap_lock =
-      cmd != GupTestCmd::GUP_FAST_BENCHMARK && cmd != GupTestCmd::PIN_FAST_BENCHMARK;
+namespace {
 
+// The body of gup_test_ioctl, with the mmap lock held for the commands that
+// need it (a split so that the lock is taken unconditionally where it is).
+int gup_test_run(GupTestCmd cmd, GupTest& gup, std::string* log) {
   const unsigned long nr_pages = gup.size / PAGE_SIZE;
   std::vector<Page*> pages;
   try {
@@ -155,7 +152,6 @@ int gup_test_ioctl(uint32_t raw_cmd, GupTest& gup, std::string* log) {
   } catch (const std::bad_alloc&) {
     return -ENOMEM;
   }
-  if (needs_mmap_lock && !mm->mmap_lock.down_read_killable()) return -EINTR;
 
   unsigned long i = 0;
   long nr = gup.nr_pages_per_call;
@@ -184,9 +180,22 @@ int gup_test_ioctl(uint32_t raw_cmd, GupTest& gup, std::string* log) {
   const Clock::time_point put_start = Clock::now();
   put_back_pages(cmd, got, gup.test_flags);
   gup.put_delta_usec = usec_between(put_start, Clock::now());
-
-  if (needs_mmap_lock) mm->mmap_lock.up_read();
   return 0;
+}
+
+}  // namespace
+
+int gup_test_ioctl(uint32_t raw_cmd, GupTest& gup, std::string* log) {
+  if (raw_cmd < 1 || raw_cmd > 6) return -EINVAL;
+  const auto cmd = static_cast<GupTestCmd>(raw_cmd);
+  Mm* mm = current().mm();
+  if (mm == nullptr) return -EFAULT;
+  if (cmd == GupTestCmd::GUP_FAST_BENCHMARK || cmd == GupTestCmd::PIN_FAST_BENCHMARK)
+    return gup_test_run(cmd, gup, log);
+  if (!mm->mmap_lock.down_read_killable()) return -EINTR;
+  const int ret = gup_test_run(cmd, gup, log);
+  mm->mmap_lock.up_read();
+  return ret;
 }
 
 PinLongtermTest::~PinLongtermTest() { stop(); }
@@ -217,12 +226,17 @@ int PinLongtermTest::start(const PinLongtermTestArgs& args) {
 
   Foll flags = FOLL_LONGTERM;
   if (args.flags & PIN_LONGTERM_TEST_FLAG_USE_WRITE) flags |= FOLL_WRITE;
-  const bool fast = (args.flags & PIN_LONGTERM_TEST_FLAG_USE_FAST) != 0;
-  if (!fast && !mm->mmap_lock.down_read_killable()) return -EINTR;
+  if (args.flags & PIN_LONGTERM_TEST_FLAG_USE_FAST) return pin_range(args, flags, /*fast=*/true);
+  if (!mm->mmap_lock.down_read_killable()) return -EINTR;
+  const int ret = pin_range(args, flags, /*fast=*/false);
+  mm->mmap_lock.up_read();
+  return ret;
+}
 
+int PinLongtermTest::pin_range(const PinLongtermTestArgs& args, Foll flags, bool fast) {
+  const uint64_t nr_pages = args.size / PAGE_SIZE;
   pages_.reserve(nr_pages);
   active_ = true;
-  int ret = 0;
   std::vector<Page*> chunk(nr_pages);
   while (pages_.size() < nr_pages) {
     const uint64_t remaining = nr_pages - pages_.size();
@@ -231,13 +245,11 @@ int PinLongtermTest::start(const PinLongtermTestArgs& args) {
                           : pin_user_pages(addr, remaining, flags, chunk.data());
     if (got < 0) {
       stop_locked();
-      ret = static_cast<int>(got);
-      break;
+      return static_cast<int>(got);
     }
     pages_.insert(pages_.end(), chunk.begin(), chunk.begin() + got);
   }
-  if (!fast) mm->mmap_lock.up_read();
-  return ret;
+  return 0;
 }
 
 int PinLongtermTest::read(std::span<std::byte> out) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "pinmm/base/locks.h"
+#include "pinmm/gup/flags.h"
 #include "pinmm/phys/page.h"
 
 namespace pinmm {
@@ -94,6 +95,9 @@ class PinLongtermTest {
 
  private:
   void stop_locked() REQUIRES(lock_);
+  // Pins the whole of `args` into pages_ (the caller holds the mmap lock
+  // unless `fast`); on a failing call unpins everything and returns its error.
+  int pin_range(const PinLongtermTestArgs& args, Foll flags, bool fast) REQUIRES(lock_);
 
   Mutex lock_{LockRank::kDriver};
   std::vector<Page*> pages_ GUARDED_BY(lock_);
