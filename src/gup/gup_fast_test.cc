@@ -3,12 +3,16 @@
 #include <rapidcheck/gtest.h>
 
 #include <atomic>
+#include <cstring>
+#include <mutex>
 #include <thread>
 #include <vector>
 
 #include "pinmm/base/task.h"
 #include "pinmm/gup/gup.h"
 #include "pinmm/gup/pin.h"
+#include "pinmm/migrate/move_pages.h"
+#include "testing/migrate.h"
 #include "testing/vm.h"
 
 namespace pinmm {
@@ -233,6 +237,142 @@ TEST_F(GupFast, ConcurrentPinRacesWithMunmap) {
   EXPECT_EQ(m.ms->node(0).stats().get(NR_FOLL_PIN_ACQUIRED),
             m.ms->node(0).stats().get(NR_FOLL_PIN_RELEASED));
   // validate_vm waits for the RCU-deferred page-table frees of the munmaps.
+  EXPECT_VM_VALID(m.vm);
+}
+
+// What a device does with a pinned page: a DMA write straight into its
+// frame, bypassing the page tables.
+void dma_write(const MemorySystem& ms, const Page* page, uint64_t offset, uint64_t value) {
+  std::memcpy(ms.frames().frame(ms.page_to_pfn(page)) + offset, &value, sizeof(value));
+}
+
+uint64_t stamp(uint64_t round, uint64_t page) { return (round << 16) | page; }
+
+// A pinned page must stay where the process maps it while the pin is held:
+// if pin_user_pages_fast ever returned a page that migration then moved, the
+// device's write would land in the old frame and the CPU would not see it.
+// One thread moves the pages between the two nodes; the other pins them
+// (fast path, falling back where it meets migration entries), holds the pins
+// across a whole move_pages call, DMA-writes a stamp into each pinned frame
+// and reads it back through the page tables.
+TEST(GupFastConcurrent, ConcurrentPinRacesWithMigration) {
+  constexpr uint64_t kPages = 16;
+  testing::VmMachine m(testing::two_node_machine());
+  MmHandle mm = Mm::create(m.vm);
+  current().set_mm(mm.get());
+  const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
+  ASSERT_EQ(do_madvise(*mm, a, kPages * PAGE_SIZE, MADV_NOHUGEPAGE).ok(), true);
+  testing::fill_pages(*mm, a, kPages * PAGE_SIZE, 1);
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> moved{0};
+  std::atomic<int> rounds{0};
+  std::thread migrator([&] {
+    current().set_mm(mm.get());
+    std::vector<VirtAddr> addrs;
+    for (uint64_t i = 0; i < kPages; ++i)
+      addrs.push_back(a + i * PAGE_SIZE);
+    std::vector<int> status(kPages);
+    for (int round = 0; !stop.load(); ++round) {
+      const std::vector<int> nodes(kPages, round % 2);
+      auto r = move_pages(*mm, addrs, nodes, status, MPOL_MF_MOVE);
+      ASSERT_TRUE(r.ok());
+      for (int s : status)
+        moved += s == round % 2 ? 1 : 0;
+      rounds++;
+    }
+    current().set_mm(nullptr);
+  });
+  std::vector<Page*> pages(kPages);
+  int64_t checked = 0;
+  for (uint64_t round = 1; round <= 100; ++round) {
+    const long n = pin_user_pages_fast(a.value(), kPages, FOLL_WRITE, pages.data());
+    ASSERT_EQ(n, static_cast<long>(kPages));
+    // Hold the pins across at least one whole move_pages call.
+    const int r0 = rounds.load();
+    while (rounds.load() < r0 + 2)
+      std::this_thread::yield();
+    for (uint64_t i = 0; i < kPages; ++i)
+      dma_write(*m.ms, pages[i], 8, stamp(round, i));
+    for (uint64_t i = 0; i < kPages; ++i) {
+      auto v = read_user<uint64_t>(*mm, a + i * PAGE_SIZE + 8);
+      ASSERT_TRUE(v.ok());
+      ASSERT_EQ(*v, stamp(round, i)) << "the DMA write through the pin was lost, page " << i;
+      ++checked;
+    }
+    unpin_user_pages(pages);
+  }
+  stop = true;
+  migrator.join();
+  EXPECT_GT(moved.load(), 0) << "the race never ran: no page moved";
+  RecordProperty("pages_moved", static_cast<int>(moved.load()));
+  RecordProperty("pages_checked", static_cast<int>(checked));
+  lru_add_drain_all(*m.ms);
+  EXPECT_EQ(m.ms->node(0).stats().get(NR_FOLL_PIN_ACQUIRED) +
+                m.ms->node(1).stats().get(NR_FOLL_PIN_ACQUIRED),
+            m.ms->node(0).stats().get(NR_FOLL_PIN_RELEASED) +
+                m.ms->node(1).stats().get(NR_FOLL_PIN_RELEASED));
+  EXPECT_VM_VALID(m.vm);
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
+  current().set_mm(nullptr);
+}
+
+// KERNEL-SPEC 3.5 and 12.7, 12.9: a pin taken while another thread forks
+// must keep the pinned page with the parent. If GUP-fast pinned a page that
+// fork had just write-protected and shared, the parent's next write would
+// COW away from it and the device's write through the pin would be lost.
+// The pinner pins, holds the pins across a whole fork, writes through its
+// own page tables (COW if the page were shared), DMA-writes through the pin
+// and reads the DMA back; the forker forks and lets each child write before
+// it exits. Pins taken while a fork runs meet write_protect_seq.
+TEST_F(GupFast, ConcurrentPinRacesWithFork) {
+  constexpr uint64_t kPages = 8;
+  const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
+  ASSERT_EQ(do_madvise(*mm, a, kPages * PAGE_SIZE, MADV_NOHUGEPAGE).ok(), true);
+  testing::fill_pages(*mm, a, kPages * PAGE_SIZE, 1);
+  std::atomic<bool> stop{false};
+  std::atomic<int> forks{0};
+  // Fork copies a maybe-pinned page while the parent's other threads may
+  // write it, so the child gets whatever bytes were there: a race the
+  // kernel leaves to user space, and a real data race on the frame here.
+  // The pinner's CPU and DMA phase therefore excludes forks; the pin calls
+  // and the pins' lifetime do not.
+  std::mutex cpu_phase;
+  std::thread forker([&] {
+    while (!stop.load()) {
+      std::unique_lock<std::mutex> no_cpu_access(cpu_phase);
+      auto child = dup_mm(*mm);
+      no_cpu_access.unlock();
+      ASSERT_TRUE(child.ok());
+      ASSERT_TRUE(write_user<uint64_t>(**child, a, 0xc0ffee).ok());
+      forks++;
+    }
+  });
+  std::vector<Page*> pages(kPages);
+  for (uint64_t round = 1; round <= 100; ++round) {
+    const long n = pin_user_pages_fast(a.value(), kPages, FOLL_WRITE, pages.data());
+    ASSERT_EQ(n, static_cast<long>(kPages));
+    // Hold the pins across at least one whole fork.
+    const int f0 = forks.load();
+    while (forks.load() < f0 + 2)
+      std::this_thread::yield();
+    std::lock_guard<std::mutex> no_fork(cpu_phase);
+    for (uint64_t i = 0; i < kPages; ++i) {
+      ASSERT_TRUE(write_user<uint64_t>(*mm, a + i * PAGE_SIZE, round).ok());
+      dma_write(*m.ms, pages[i], 8, stamp(round, i));
+    }
+    for (uint64_t i = 0; i < kPages; ++i) {
+      auto v = read_user<uint64_t>(*mm, a + i * PAGE_SIZE + 8);
+      ASSERT_TRUE(v.ok());
+      ASSERT_EQ(*v, stamp(round, i)) << "the pinned page left the parent, page " << i;
+    }
+    unpin_user_pages(pages);
+  }
+  stop = true;
+  forker.join();
+  EXPECT_GT(forks.load(), 0);
+  RecordProperty("forks", forks.load());
+  lru_add_drain_all(*m.ms);
+  EXPECT_EQ(acquired(), m.ms->node(0).stats().get(NR_FOLL_PIN_RELEASED));
   EXPECT_VM_VALID(m.vm);
 }
 
