@@ -23,6 +23,7 @@ constexpr std::array<std::string_view, static_cast<size_t>(TraceEvent::kNrEvents
     "page_fault_user",
     "mm_migrate_pages",
     "mm_migrate_pages_start",
+    "test_pages_isolated",
 };
 
 }  // namespace

@@ -21,6 +21,24 @@ const char* thp_mode_name(ThpMode m) {
   return "?";
 }
 
+const char* online_type_name(OnlineType t) {
+  switch (t) {
+    case OnlineType::kOffline:
+      return "offline";
+    case OnlineType::kOnline:
+      return "online";
+    case OnlineType::kOnlineKernel:
+      return "online_kernel";
+    case OnlineType::kOnlineMovable:
+      return "online_movable";
+  }
+  return "?";
+}
+
+const char* online_policy_name(OnlinePolicy p) {
+  return p == OnlinePolicy::kAutoMovable ? "auto-movable" : "contig-zones";
+}
+
 MachineConfig MachineConfig::uniform(Bytes total, int nr_nodes, Bytes movable, Bytes block_size) {
   MachineConfig c;
   c.block_size = block_size;
@@ -78,7 +96,12 @@ std::vector<std::string> MachineConfig::check() const {
                      block_size.to_string(), section_size.to_string()));
   }
   if (cpus < 1 || cpus > 256) fail(fmt::format("cpus must be between 1 and 256, not {}", cpus));
-  if (total_memory() > Bytes(uint64_t{4} << 40)) fail("at most 4TiB of memory is supported");
+  if (total_memory().value() + hotplug.space.value() > (uint64_t{4} << 40))
+    fail("at most 4TiB of memory (with the hot-add space) is supported");
+  if (block != 0 && hotplug.space.value() % block != 0) {
+    fail(fmt::format("hot-add space {} is not a multiple of the memory block size {}",
+                     hotplug.space.to_string(), block_size.to_string()));
+  }
 
   for (size_t n = 0; n < nodes.size(); ++n) {
     const NodeConfig& nc = nodes[n];

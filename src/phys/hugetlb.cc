@@ -138,6 +138,38 @@ void HugetlbPools::free_huge_folio(Folio* folio) {
   enqueue(*h, folio);
 }
 
+int HugetlbPools::dissolve_free_hugetlb_folio(Folio* folio) {
+  if (!folio_test_hugetlb(folio)) return 0;  // unlocked fast check, as the kernel
+  {
+    MutexGuard g(hugetlb_lock);
+    if (!folio_test_hugetlb(folio)) return 0;
+    if (folio_ref_count(folio) != 0) return -EBUSY;
+    Hstate* h = hstate_for_order(folio_order(folio));
+    MM_BUG_ON(h == nullptr, folio);
+    if (h->free_huge_pages <= h->resv_huge_pages) return -EBUSY;  // !available_huge_pages
+    const int nid = folio_nid(folio);
+    list_del_init(&folio->page.lru);
+    --h->free_huge_pages;
+    --h->free_huge_pages_node[nid];
+    --h->nr_huge_pages;
+    --h->nr_huge_pages_node[nid];
+    folio->page.set_type(PageType::kNone);
+  }
+  // update_and_free_hugetlb_folio: the frozen compound page goes back.
+  free_frozen_pages(&folio->page, Order(folio_order(folio)));
+  return 0;
+}
+
+int HugetlbPools::dissolve_free_hugetlb_folios(Pfn start, Pfn end) {
+  const PageCount step = Order(hstates_[kPmdIndex].order).nr_pages();
+  for (Pfn pfn = start; pfn < end; pfn += step) {
+    Page* page = ms_.pfn_to_page(pfn);
+    const int rc = dissolve_free_hugetlb_folio(page_folio(page));
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
 HstateCounts HugetlbPools::counts(unsigned index) const {
   MutexGuard g(hugetlb_lock);
   const Hstate& h = hstates_[index];

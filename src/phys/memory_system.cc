@@ -32,9 +32,11 @@ const char* memory_block_state_name(MemoryBlockState s) {
 
 Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& config) {
   if (!config.check().empty()) return Errno(EINVAL);
-  const uint64_t nr_pfns = config.total_memory().pages().value();
+  const uint64_t boot_pfns = config.total_memory().pages().value();
+  const uint64_t nr_pfns = boot_pfns + config.hotplug.space.pages().value();
 
-  // One descriptor and frame more than RAM: the zero page (see zero_page()).
+  // One descriptor and frame more than the PFN space: the zero page (see
+  // zero_page()).
   void* map = ::mmap(nullptr, (nr_pfns + 1) * sizeof(Page), PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (map == MAP_FAILED) return Errno(ENOMEM);
@@ -44,8 +46,9 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
     return frames.error();
   }
 
-  std::unique_ptr<MemorySystem> ms(
-      new MemorySystem(config, nr_pfns, static_cast<Page*>(map), std::move(frames).value()));
+  std::unique_ptr<MemorySystem> ms(new MemorySystem(config, boot_pfns, nr_pfns,
+                                                    static_cast<Page*>(map),
+                                                    std::move(frames).value()));
   ms->build_topology();
   ms->init_memmap();
   ms->init_zero_page();
@@ -74,36 +77,50 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
       }
     }
   }
-  if (config.thp != ThpMode::kNever && !config.min_free_kbytes) {
-    // set_recommended_min_free_kbytes: room for two free pageblocks per kernel
-    // zone plus fallback headroom, at most 5% of lowmem.
-    uint64_t nr_zones = 0, buffer_pages = 0;
-    for (int n = 0; n < ms->nr_nodes(); ++n) {
-      const Zone& z = ms->zone(n, ZONE_NORMAL);
-      if (!z.populated()) continue;
-      ++nr_zones;
-      buffer_pages += z.managed_pages() - std::min(z.managed_pages(), z.wmark(WMARK_HIGH));
-    }
-    uint64_t recommended = pageblock_nr_pages * nr_zones * 2 +
-                           pageblock_nr_pages * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES;
-    recommended = std::min(recommended, buffer_pages / 20);
-    recommended <<= (PAGE_SHIFT - 10);
-    if (recommended > ms->min_free_kbytes_) {
-      ms->min_free_kbytes_ = recommended;
-      ms->setup_per_zone_wmarks();
-    }
-  }
+  ms->set_recommended_min_free_kbytes();
   if (config.min_free_kbytes) {
     // vm.min_free_kbytes written by the user after boot.
-    ms->min_free_kbytes_ = *config.min_free_kbytes;
+    ms->min_free_kbytes_.store(*config.min_free_kbytes, std::memory_order_relaxed);
     ms->setup_per_zone_wmarks();
   }
   return ms;
 }
 
-MemorySystem::MemorySystem(const MachineConfig& config, uint64_t nr_pfns, Page* mem_map,
-                           FrameStore frames)
+void MemorySystem::set_recommended_min_free_kbytes() {
+  if (config_.thp == ThpMode::kNever || config_.min_free_kbytes) return;
+  // set_recommended_min_free_kbytes: room for two free pageblocks per kernel
+  // zone plus fallback headroom, at most 5% of lowmem.
+  uint64_t nr_zones = 0, buffer_pages = 0;
+  for (int n = 0; n < nr_nodes(); ++n) {
+    const Zone& z = zone(n, ZONE_NORMAL);
+    if (!z.populated()) continue;
+    ++nr_zones;
+    buffer_pages += z.managed_pages() - std::min(z.managed_pages(), z.wmark(WMARK_HIGH));
+  }
+  uint64_t recommended = pageblock_nr_pages * nr_zones * 2 +
+                         pageblock_nr_pages * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES;
+  recommended = std::min(recommended, buffer_pages / 20);
+  recommended <<= (PAGE_SHIFT - 10);
+  if (recommended > min_free_kbytes()) {
+    min_free_kbytes_.store(recommended, std::memory_order_relaxed);
+    setup_per_zone_wmarks();
+  }
+}
+
+void MemorySystem::init_per_zone_wmark_min() {
+  if (config_.min_free_kbytes) {
+    setup_per_zone_wmarks();
+    return;
+  }
+  calculate_min_free_kbytes();
+  setup_per_zone_wmarks();
+  set_recommended_min_free_kbytes();
+}
+
+MemorySystem::MemorySystem(const MachineConfig& config, uint64_t boot_pfns, uint64_t nr_pfns,
+                           Page* mem_map, FrameStore frames)
     : config_(config),
+      boot_pfns_(boot_pfns),
       nr_pfns_(nr_pfns),
       mem_map_(mem_map),
       frames_(std::move(frames)),
@@ -122,8 +139,17 @@ MemorySystem::~MemorySystem() {
 }
 
 void MemorySystem::build_topology() {
-  Pfn start{0};
   const PageCount block = block_pages();
+  const uint64_t nr_sections = nr_pfns_ / section_pages().value();
+  section_flags_ = std::make_unique<std::atomic<uint8_t>[]>(nr_sections);
+  for (Pfn b{0}; b < max_pfn(); b += block) {
+    MemoryBlock mb;
+    mb.id = b.value() / block.value();
+    mb.start_pfn = b;
+    mb.nr_pages = block;
+    blocks_.push_back(std::move(mb));
+  }
+  Pfn start{0};
   for (size_t n = 0; n < config_.nodes.size(); ++n) {
     const NodeConfig& nc = config_.nodes[n];
     auto node = std::make_unique<Node>(*this, static_cast<int>(n));
@@ -134,19 +160,28 @@ void MemorySystem::build_topology() {
     if (nc.movable.value() != 0)
       node->zone(ZONE_MOVABLE).grow_span(start + kernel, nc.movable.pages());
     for (Pfn b = start; b < start + pages; b += block) {
-      MemoryBlock mb;
-      mb.id = b.value() / block.value();
-      mb.start_pfn = b;
-      mb.nr_pages = block;
+      MemoryBlock& mb = memory_block_of(b);
       mb.nid = static_cast<int>(n);
+      mb.present = true;
+      mb.early = true;
       mb.state = MemoryBlockState::kOnline;
       mb.zone = b < start + kernel ? ZONE_NORMAL : ZONE_MOVABLE;
-      blocks_.push_back(mb);
     }
+    set_section_flags(start, start + pages, kSectionPresent | kSectionOnline | kSectionEarly, 0);
     nodes_.push_back(std::move(node));
     start += pages;
   }
   hugetlb_ = std::make_unique<HugetlbPools>(*this);
+}
+
+void MemorySystem::set_section_flags(Pfn start, Pfn end, uint8_t set, uint8_t clear) {
+  const uint64_t per = section_pages().value();
+  for (uint64_t s = start.value() / per; s < (end.value() + per - 1) / per; ++s) {
+    uint8_t v = section_flags_[s].load(std::memory_order_relaxed);
+    // Release: a reader that sees a section online sees its initialised
+    // descriptors (pairs with the acquire in section_flags()).
+    section_flags_[s].store(static_cast<uint8_t>((v & ~clear) | set), std::memory_order_release);
+  }
 }
 
 void MemorySystem::init_zero_page() {
@@ -304,11 +339,11 @@ void MemorySystem::calculate_min_free_kbytes() {
   }
   const uint64_t lowmem_kbytes = lowmem_pages * (PAGE_SIZE >> 10);
   const auto v = static_cast<uint64_t>(std::sqrt(static_cast<double>(lowmem_kbytes * 16)));
-  min_free_kbytes_ = std::clamp<uint64_t>(v, 128, 262144);
+  min_free_kbytes_.store(std::clamp<uint64_t>(v, 128, 262144), std::memory_order_relaxed);
 }
 
 void MemorySystem::setup_per_zone_wmarks() {
-  const uint64_t pages_min = min_free_kbytes_ >> (PAGE_SHIFT - 10);
+  const uint64_t pages_min = min_free_kbytes() >> (PAGE_SHIFT - 10);
   uint64_t lowmem_pages = 0;
   for (const auto& node : nodes_)
     lowmem_pages += node->zone(ZONE_NORMAL).managed_pages();
@@ -355,12 +390,13 @@ void MemorySystem::setup_per_zone_wmarks() {
   }
 }
 
-bool MemorySystem::pfn_valid(Pfn pfn) const { return pfn < max_pfn(); }
+bool MemorySystem::pfn_valid(Pfn pfn) const {
+  return pfn < max_pfn() && (section_flags(pfn) & kSectionPresent) != 0;
+}
 
 Page* MemorySystem::pfn_to_online_page(Pfn pfn) const {
-  if (!pfn_valid(pfn)) return nullptr;
-  const MemoryBlock& b = blocks_[pfn.value() / block_pages().value()];
-  return b.state == MemoryBlockState::kOffline ? nullptr : pfn_to_page(pfn);
+  if (pfn >= max_pfn() || (section_flags(pfn) & kSectionOnline) == 0) return nullptr;
+  return pfn_to_page(pfn);
 }
 
 int MemorySystem::cpu_to_node(int cpu) const {
@@ -383,6 +419,7 @@ std::string MemorySystem::owner_name(uint32_t id) const {
 
 uint64_t MemorySystem::metadata_bytes() const {
   return nr_pfns_ * sizeof(Page) + pageblock_flags_.bytes() +
+         nr_pfns_ / section_pages().value() +
          static_cast<uint64_t>(nodes_.size()) * (sizeof(Node) + MAX_NR_ZONES * sizeof(Zone)) +
          blocks_.capacity() * sizeof(MemoryBlock) + sizeof(MemorySystem);
 }

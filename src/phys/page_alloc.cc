@@ -23,8 +23,6 @@ Page* first_free_page(FreeArea& area, MigrateType mt) {
   return list_empty(head) ? nullptr : page_of(head->load_next());
 }
 
-unsigned buddy_order(const Page* page) { return static_cast<unsigned>(page->private_data()); }
-
 void set_buddy_order(Page* page, unsigned order) {
   page->set_private_data(order);
   page->set_type(PageType::kBuddy);
@@ -304,6 +302,10 @@ bool Zone::move_freepages_block_isolate(Page* page, MigrateType mt) {
 
 bool Zone::isolate_pageblock(Pfn pfn) {
   SpinGuard g(lock);
+  return isolate_pageblock_locked(pfn);
+}
+
+bool Zone::isolate_pageblock_locked(Pfn pfn) {
   Page* page = pfn_to_page(pageblock_start_pfn(pfn));
   if (get_pageblock_migratetype(page) == MIGRATE_ISOLATE) return false;
   if (!move_freepages_block_isolate(page, MIGRATE_ISOLATE)) return false;
@@ -334,6 +336,35 @@ void Zone::unisolate_pageblock(Pfn pfn, MigrateType mt) {
     }
   }
   MM_BUG_ON(!move_freepages_block_isolate(page, mt), page);
+}
+
+uint64_t Zone::remove_isolated_free_pages(Pfn start, Pfn end) {
+  SpinGuard g(lock);
+  uint64_t already_offline = 0;
+  for (Pfn pfn = start; pfn < end;) {
+    Page* page = pfn_to_page(pfn);
+    if (!PageBuddy(page) && folio_test_hwpoison(page_folio(page))) {
+      ++pfn;
+      continue;
+    }
+    if (PageOffline(page)) {
+      MM_BUG_ON(page->refcount() != 0, page);
+      ++already_offline;
+      ++pfn;
+      continue;
+    }
+    MM_BUG_ON(!PageBuddy(page) || page->refcount() != 0, page);
+    MM_DCHECK(get_pfnblock_migratetype(page, pfn) == MIGRATE_ISOLATE, page);
+    const unsigned order = buddy_order(page);
+    del_page_from_free_list(page, order, MIGRATE_ISOLATE);
+    pfn += Order(order).nr_pages();
+  }
+  return (end - start).value() - already_offline;
+}
+
+void Zone::adjust_nr_isolate_pageblock(int64_t delta) {
+  SpinGuard g(lock);
+  nr_isolate_pageblock_ = static_cast<uint64_t>(static_cast<int64_t>(nr_isolate_pageblock_) + delta);
 }
 
 // Falling back to another type: take the whole pageblock when the block is
@@ -433,7 +464,7 @@ bool Zone::zone_watermark_ok(unsigned order, uint64_t mark, ZoneType highest_zon
     min -= min / 2;  // __GFP_HIGH: half of the min reserve
     if (alloc_flags & ALLOC_NON_BLOCK) min -= min / 4;
   }
-  if (free_pages <= min + static_cast<int64_t>(lowmem_reserve_[highest_zoneidx])) return false;
+  if (free_pages <= min + static_cast<int64_t>(lowmem_reserve(highest_zoneidx))) return false;
   if (order == 0) return true;
 
   // A block of at least the requested order must exist on a usable list.
@@ -451,7 +482,7 @@ bool Zone::zone_watermark_ok(unsigned order, uint64_t mark, ZoneType highest_zon
 Page* Zone::rmqueue(Order order, MigrateType mt, uint32_t alloc_flags, ZoneType highest_zoneidx) {
   SpinGuard g(lock);
   if (!(alloc_flags & ALLOC_NO_WATERMARKS)) {
-    const uint64_t mark = watermark_[alloc_flags & ALLOC_WMARK_MASK];
+    const uint64_t mark = wmark(static_cast<WmarkIndex>(alloc_flags & ALLOC_WMARK_MASK));
     if (!zone_watermark_ok(order.value(), mark, highest_zoneidx, alloc_flags)) return nullptr;
   }
   return __rmqueue(order.value(), mt, alloc_flags);
@@ -655,11 +686,15 @@ void free_frozen_pages(Page* page, Order order) {
   page_zone(page)->free_one_page(page, pfn, order, FPI_NONE);
 }
 
-void __free_pages_core(Page* page, Order order) {
+void __free_pages_core(Page* page, Order order, MeminitContext context) {
   const uint64_t nr = order.nr_pages().value();
   for (uint64_t i = 0; i < nr; ++i) {
     Page* p = page + i;
-    p->__clear(PG_reserved);
+    if (context == MEMINIT_HOTPLUG) {
+      if (PageOffline(p)) p->set_type(PageType::kNone);
+    } else {
+      p->__clear(PG_reserved);
+    }
     folio_set_count(reinterpret_cast<Folio*>(p), 0);
   }
   page_zone(page)->add_managed_pages(static_cast<int64_t>(nr));

@@ -23,6 +23,14 @@ bool in_cma_reservation(const MemorySystem& ms, Pfn pfn) {
   return false;
 }
 
+// Whether pfn is online memory of zone z (zone spans of different nodes
+// may interleave once memory is hot-added, and offline holes lie inside).
+bool pfn_in_zone(const MemorySystem& ms, const Zone& z, Pfn pfn) {
+  if (ms.pfn_to_online_page(pfn) == nullptr) return false;
+  const MemoryBlock& b = ms.memory_block_of(pfn);
+  return b.nid == z.nid() && b.zone == z.type();
+}
+
 // Free lists: each entry a PageBuddy block of the list's order, aligned, in
 // the zone, on the list of its pageblocks' type, not overlapping another.
 // Fills `state` with kFree for covered PFNs; returns free pages by kind.
@@ -124,6 +132,10 @@ void check_pfn_states(const MemorySystem& ms, const Zone& z, std::vector<PfnStat
   const Pfn zstart = z.zone_start_pfn();
   for (Pfn pfn = zstart; pfn < z.zone_end_pfn(); ++pfn) {
     PfnState& s = state[(pfn - zstart).value()];
+    if (!pfn_in_zone(ms, z, pfn)) {
+      if (s == PfnState::kFree) r.fail("free pfn {:#x} is not online memory of the zone", pfn.value());
+      continue;
+    }
     const Page* page = ms.pfn_to_page(pfn);
     if (page->zone() != &z) {
       r.fail("pfn {:#x} lies in the {} zone of node {} but its page says otherwise", pfn.value(),
@@ -169,6 +181,7 @@ void check_pageblocks(const MemorySystem& ms, const Zone& z, uint64_t nr_isolate
                       ValidationReport& r) {
   uint64_t isolated = 0;
   for (Pfn pfn = z.zone_start_pfn(); pfn < z.zone_end_pfn(); pfn += PageCount(pageblock_nr_pages)) {
+    if (!pfn_in_zone(ms, z, pfn)) continue;
     const MigrateType mt = ms.pageblock_flags().get(pfn);
     const bool cma_range = in_cma_reservation(ms, pfn);
     if (mt == MIGRATE_ISOLATE) ++isolated;
@@ -251,6 +264,40 @@ void check_lru(const MemorySystem& ms, int nid, ValidationReport& r) {
   }
 }
 
+// Memory blocks: an online block's pages are in its zone's span; an offline
+// present block's pages are unreferenced PageOffline descriptors; sections
+// agree with the block state.
+void check_memory_blocks(const MemorySystem& ms, ValidationReport& r) {
+  for (const MemoryBlock& b : ms.memory_blocks()) {
+    const bool online_sections = ms.pfn_to_online_page(b.start_pfn) != nullptr;
+    if (!b.present) {
+      if (ms.pfn_valid(b.start_pfn)) r.fail("memory{} is not present but its sections are", b.id);
+      continue;
+    }
+    if ((b.state != MemoryBlockState::kOffline) != online_sections) {
+      r.fail("memory{} is {} but its sections are {}", b.id, memory_block_state_name(b.state),
+             online_sections ? "online" : "offline");
+      continue;
+    }
+    if (b.state != MemoryBlockState::kOffline) {
+      const Zone& z = ms.zone(b.nid, b.zone);
+      if (!z.zone_spans_pfn(b.start_pfn) ||
+          !z.zone_spans_pfn(b.start_pfn + b.nr_pages - PageCount(1))) {
+        r.fail("memory{} is online in {} of node {} but outside its span", b.id, z.name(), b.nid);
+      }
+      continue;
+    }
+    for (Pfn pfn = b.start_pfn; pfn < b.start_pfn + b.nr_pages; ++pfn) {
+      const Page* page = ms.pfn_to_page(pfn);
+      if (!PageOffline(page) || page->refcount() != 0) {
+        r.fail("pfn {:#x} of offline memory{} is in use (refcount {})", pfn.value(), b.id,
+               page->refcount());
+        break;
+      }
+    }
+  }
+}
+
 }  // namespace
 
 ValidationReport MemorySystem::validate() const {
@@ -280,6 +327,7 @@ ValidationReport MemorySystem::validate() const {
       }
     }
   }
+  check_memory_blocks(*this, r);
   for (int nid = 0; nid < nr_nodes(); ++nid)
     check_lru(*this, nid, r);
   check_hugetlb_pools(*this, r);

@@ -43,6 +43,7 @@ enum class TraceEvent : uint8_t {
   page_fault_user,
   mm_migrate_pages,
   mm_migrate_pages_start,
+  test_pages_isolated,
   kNrEvents
 };
 

@@ -36,6 +36,31 @@ struct CmaConfig {
   int nid = 0;
 };
 
+// How memory blocks are onlined (the MMOP_* values of memory_hotplug.h):
+// memhp_default_state= for hot-added blocks, and what a write to a block's
+// state file asks for.
+enum class OnlineType : uint8_t { kOffline, kOnline, kOnlineKernel, kOnlineMovable };
+// "offline", "online", "online_kernel", "online_movable".
+const char* online_type_name(OnlineType t);
+
+// memory_hotplug.online_policy: how "online" picks a zone.
+enum class OnlinePolicy : uint8_t { kContigZones, kAutoMovable };
+const char* online_policy_name(OnlinePolicy p);  // "contig-zones", "auto-movable"
+
+// Memory hotplug: the room for hot-added memory and the kernel's hotplug
+// parameters as booted (the hotplug layer may change them at run time, as
+// the module parameters can be).
+struct HotplugConfig {
+  // PFN space above boot memory where memory can be hot-added (what QEMU's
+  // maxmem minus mem leaves); a whole number of memory blocks.
+  Bytes space = Bytes(0);
+  OnlineType default_online_type = OnlineType::kOffline;  // memhp_default_state=
+  OnlinePolicy online_policy = OnlinePolicy::kContigZones;
+  unsigned auto_movable_ratio = 301;  // percent
+  bool auto_movable_numa_aware = true;
+  bool movable_node = false;  // the movable_node boot option
+};
+
 struct HugepageConfig {
   Bytes page_size;     // 2MiB or 1GiB
   uint64_t count = 0;  // pages per node if nid is set, else spread over nodes
@@ -55,6 +80,7 @@ struct MachineConfig {
   // Reserve the boot-time page descriptor arrays (64 bytes per page) at the
   // top of each node's kernel zone, so present != managed as on real machines.
   bool reserve_memmap = true;
+  HotplugConfig hotplug;
 
   // `total` memory split evenly over `nr_nodes`, with `movable` bytes in all
   // spread like movablecore= spreads kernelcore: evenly over nodes, rounded
@@ -65,6 +91,7 @@ struct MachineConfig {
   // reservation, min_free_kbytes 0, THP never, one node.
   static MachineConfig tiny(Bytes memory, Bytes movable = Bytes(0));
 
+  // Boot memory of all nodes (hot-add space not included).
   Bytes total_memory() const;
   // Every problem with this configuration, one sentence each.
   std::vector<std::string> check() const;

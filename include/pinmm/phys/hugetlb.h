@@ -92,6 +92,15 @@ class HugetlbPools {
       EXCLUDES(hugetlb_lock);
   // The last reference to a hugetlb folio is gone: back to its pool.
   void free_huge_folio(Folio* folio) EXCLUDES(hugetlb_lock);
+  // dissolve_free_hugetlb_folio: a free pool folio leaves the pool and goes
+  // back to the buddy allocator in pieces (memory offlining, contiguous
+  // allocation). 0 if the page is not (or no longer) hugetlb, or was
+  // dissolved; -EBUSY if the folio is in use or the pool has no page beyond
+  // its reservations to give.
+  int dissolve_free_hugetlb_folio(Folio* folio) EXCLUDES(hugetlb_lock);
+  // Every hugetlb folio starting in [start, end), stepping by the smallest
+  // huge page size; stops at the first error.
+  int dissolve_free_hugetlb_folios(Pfn start, Pfn end) EXCLUDES(hugetlb_lock);
 
   HstateCounts counts(unsigned index) const EXCLUDES(hugetlb_lock);
   HstateCounts counts_node(unsigned index, int nid) const EXCLUDES(hugetlb_lock);

@@ -44,14 +44,35 @@ class PinOwners;
 enum class MemoryBlockState : uint8_t { kOnline, kGoingOffline, kOffline };
 const char* memory_block_state_name(MemoryBlockState s);  // "online", "going-offline", "offline"
 
+// A memory group (struct memory_group): the blocks one memory device added,
+// for the auto-movable online policy. Static groups (a DIMM) are onlined all
+// movable or all kernel.
+struct MemoryGroup {
+  int nid = 0;
+  uint64_t max_pages = 0;  // the device's whole size
+  uint64_t present_kernel_pages = 0;
+  uint64_t present_movable_pages = 0;
+};
+inline constexpr int kNoMemoryGroup = -1;
+
 // A hot-pluggable memory block (drivers/base/memory.c): /sys/devices/system/memory/memoryN.
+// Blocks exist for the whole PFN space; `present` says whether memory is
+// there (boot memory, or hot-added). The hotplug layer changes state, zone
+// and online_type under its device lock.
 struct MemoryBlock {
   uint64_t id = 0;
   Pfn start_pfn;
   PageCount nr_pages;
   int nid = 0;
+  bool present = false;
+  bool early = false;  // boot memory (early_section())
   MemoryBlockState state = MemoryBlockState::kOffline;
   ZoneType zone = ZONE_NORMAL;  // meaningful while online
+  int group = kNoMemoryGroup;
+  // The kernel pages a hot-added block's page descriptors occupy (the memmap
+  // sparse_add_section allocates), freed when the block is removed. pinmm
+  // keeps descriptors in host memory; these pages model their cost.
+  std::vector<Page*> memmap_pages;
 };
 
 // A boot-time CMA reservation (the range the cma/ layer manages).
@@ -74,12 +95,16 @@ class MemorySystem {
   const MachineConfig& config() const { return config_; }
 
   // ---- PFN space ----
+  // The end of the PFN space: boot memory, then the hot-add space.
   Pfn max_pfn() const { return Pfn(nr_pfns_); }
-  // True if pfn lies in a present (populated) section.
+  // The end of boot memory (where the hot-add space starts).
+  Pfn boot_end_pfn() const { return Pfn(boot_pfns_); }
+  // True if pfn lies in a present section (boot or hot-added memory).
   bool pfn_valid(Pfn pfn) const;
   Page* pfn_to_page(Pfn pfn) const { return mem_map_ + pfn.value(); }
   Pfn page_to_pfn(const Page* page) const { return Pfn(static_cast<uint64_t>(page - mem_map_)); }
-  // The page if its memory block is online, else nullptr.
+  // The page if its section is online, else nullptr (a section goes offline
+  // when offlining its block succeeds).
   Page* pfn_to_online_page(Pfn pfn) const;
   Page* mem_map() const { return mem_map_; }
   PageCount section_pages() const { return config_.section_size.pages(); }
@@ -91,8 +116,16 @@ class MemorySystem {
   const Node& node(int nid) const { return *nodes_[nid]; }
   Zone& zone(int nid, ZoneType t) { return nodes_[nid]->zone(t); }
   const Zone& zone(int nid, ZoneType t) const { return nodes_[nid]->zone(t); }
+  // Every block of the PFN space, present or not, indexed by id.
   std::span<MemoryBlock> memory_blocks() { return blocks_; }
   std::span<const MemoryBlock> memory_blocks() const { return blocks_; }
+  MemoryBlock& memory_block_of(Pfn pfn) { return blocks_[pfn.value() / block_pages().value()]; }
+  const MemoryBlock& memory_block_of(Pfn pfn) const {
+    return blocks_[pfn.value() / block_pages().value()];
+  }
+  // Memory groups registered by hot-add (index = group id).
+  std::vector<MemoryGroup>& memory_groups() { return groups_; }
+  const std::vector<MemoryGroup>& memory_groups() const { return groups_; }
   std::span<const CmaReservation> cma_reservations() const { return cma_; }
   // The node a simulated CPU belongs to (CPUs are spread evenly over nodes).
   int cpu_to_node(int cpu) const;
@@ -124,10 +157,40 @@ class MemorySystem {
   bool is_zero_pfn(Pfn pfn) const { return pfn == zero_pfn_; }
 
   // vm.min_free_kbytes in effect.
-  uint64_t min_free_kbytes() const { return min_free_kbytes_; }
+  uint64_t min_free_kbytes() const { return min_free_kbytes_.load(std::memory_order_relaxed); }
   // Recomputes watermarks and lowmem reserves from managed pages (boot, and
   // whenever memory is onlined or offlined).
   void setup_per_zone_wmarks();
+  // init_per_zone_wmark_min after memory hotplug: min_free_kbytes from the
+  // new lowmem size (unless the user set it), khugepaged's recommendation,
+  // then the watermarks.
+  void init_per_zone_wmark_min();
+
+  // ---- memory hotplug mechanism (the hotplug layer drives these) ----
+  // arch_add_memory/sparse_add_section: makes [start, start+nr) present as
+  // offline blocks of `nid` (optionally in memory group `group`),
+  // allocating their page descriptors from kernel memory when the machine
+  // reserves memmap. EINVAL: not whole blocks, outside the hot-add space,
+  // or present already; ENOMEM: no memory for the descriptors.
+  Result<void> add_memory_blocks(int nid, Pfn start, PageCount nr, int group);
+  // The reverse for offline blocks (arch_remove_memory). EBUSY if a block is
+  // online, EINVAL if a block is not present or is boot memory.
+  Result<void> remove_memory_blocks(Pfn start, PageCount nr);
+  // move_pfn_range_to_zone: the range joins `zone` (span, descriptors
+  // reinitialised as PageOffline in that zone, pageblocks of `mt`).
+  void move_pfn_range_to_zone(Zone& zone, Pfn start, PageCount nr, MigrateType mt);
+  // online_pages_range: frees the range to the buddy allocator in the
+  // largest aligned chunks and marks its sections online.
+  void online_pages_range(Pfn start, PageCount nr);
+  // The range's sections go offline (offline_mem_sections), and its free
+  // isolated pages leave the buddy allocator (__offline_isolated_pages).
+  // Returns the managed pages removed.
+  uint64_t offline_isolated_pages(Pfn start, Pfn end);
+  // remove_pfn_range_from_zone: resets the descriptors to the offline state
+  // and shrinks the zone's and the node's span.
+  void remove_pfn_range_from_zone(Zone& zone, Pfn start, PageCount nr);
+  // adjust_present_page_count for a whole range of one memory block kind.
+  void adjust_present_page_count(Zone& zone, Pfn start, int64_t nr, int group);
 
   // Kernel-allocation owner tags (kmalloc_pages): interned names.
   uint32_t intern_owner(std::string_view owner) EXCLUDES(owners_lock_);
@@ -145,7 +208,8 @@ class MemorySystem {
   ValidationReport validate() const;
 
  private:
-  MemorySystem(const MachineConfig& config, uint64_t nr_pfns, Page* mem_map, FrameStore frames);
+  MemorySystem(const MachineConfig& config, uint64_t boot_pfns, uint64_t nr_pfns, Page* mem_map,
+               FrameStore frames);
 
   void build_topology();
   void init_memmap();
@@ -156,13 +220,24 @@ class MemorySystem {
   void build_zonelists();
   void calculate_min_free_kbytes();
 
+  void set_recommended_min_free_kbytes();
+  // Sections of the PFN space: present, online, early (boot memory).
+  enum SectionFlag : uint8_t { kSectionPresent = 1, kSectionOnline = 2, kSectionEarly = 4 };
+  void set_section_flags(Pfn start, Pfn end, uint8_t set, uint8_t clear);
+  uint8_t section_flags(Pfn pfn) const {
+    return section_flags_[pfn.value() / section_pages().value()].load(std::memory_order_acquire);
+  }
+
   const MachineConfig config_;
+  const uint64_t boot_pfns_;
   const uint64_t nr_pfns_;
   Page* const mem_map_;  // host mapping of nr_pfns_ descriptors
   FrameStore frames_;
   PageblockFlags pageblock_flags_;
   std::vector<std::unique_ptr<Node>> nodes_;
   std::vector<MemoryBlock> blocks_;
+  std::vector<MemoryGroup> groups_;
+  std::unique_ptr<std::atomic<uint8_t>[]> section_flags_;
   std::vector<CmaReservation> cma_;
   // Boot reservations: [start, end) ranges that stay PG_reserved (memmap) or
   // become gigantic hugetlb pages.
@@ -172,7 +247,7 @@ class MemorySystem {
     bool gigantic;
   };
   std::vector<BootRange> boot_ranges_;
-  uint64_t min_free_kbytes_ = 0;
+  std::atomic<uint64_t> min_free_kbytes_{0};
   Pfn zero_pfn_{0};
   std::unique_ptr<LruAddBatch[]> lru_batches_;
   std::atomic<int> lru_disable_count_{0};

@@ -293,6 +293,8 @@ PINMM_FOLIO_FLAG(idle, PG_idle)
 #undef PINMM_FOLIO_FLAG
 
 inline bool PageBuddy(const Page* p) { return p->type() == PageType::kBuddy; }
+// The order of a free buddy block (valid under the zone lock while PageBuddy).
+inline unsigned buddy_order(const Page* p) { return static_cast<unsigned>(p->private_data()); }
 inline bool PageOffline(const Page* p) { return p->type() == PageType::kOffline; }
 inline bool PageTable(const Page* p) { return p->type() == PageType::kTable; }
 inline bool PageSlab(const Page* p) { return p->type() == PageType::kSlab; }

@@ -55,8 +55,14 @@ void prep_compound_page(Page* head, unsigned order);
 // rest.
 void split_compound_page(Page* head, unsigned order);
 
-// Frees boot memory into the buddy allocator (memblock_free_all): clears
-// PG_reserved, counts the pages as managed.
-void __free_pages_core(Page* page, Order order);
+// Where memory being given to the buddy allocator comes from (enum
+// meminit_context): boot memory (PG_reserved until freed) or a memory block
+// being onlined (PageOffline until freed).
+enum MeminitContext : uint8_t { MEMINIT_EARLY, MEMINIT_HOTPLUG };
+
+// Frees boot or onlined memory into the buddy allocator (memblock_free_all,
+// generic_online_page): clears PG_reserved (boot) or the PageOffline type
+// (hotplug), counts the pages as managed.
+void __free_pages_core(Page* page, Order order, MeminitContext context = MEMINIT_EARLY);
 
 }  // namespace pinmm

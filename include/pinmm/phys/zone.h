@@ -72,25 +72,49 @@ class Zone {
   Page* mem_map() const { return mem_map_; }  // the page of pfn 0
 
   // ---- span and size ----
-  Pfn zone_start_pfn() const { return start_pfn_; }
-  Pfn zone_end_pfn() const { return start_pfn_ + PageCount(spanned_pages_); }
-  uint64_t spanned_pages() const { return spanned_pages_; }
-  uint64_t present_pages() const { return present_pages_; }
+  // Relaxed reads: the span and present pages change only at boot and under
+  // memory hotplug (serialised by the hotplug lock); concurrent readers may
+  // see the old or the new value, as with the kernel's zone span seqlock
+  // readers that do not retry.
+  Pfn zone_start_pfn() const { return Pfn(start_pfn_.load(std::memory_order_relaxed)); }
+  Pfn zone_end_pfn() const { return zone_start_pfn() + PageCount(spanned_pages()); }
+  uint64_t spanned_pages() const { return spanned_pages_.load(std::memory_order_relaxed); }
+  uint64_t present_pages() const { return present_pages_.load(std::memory_order_relaxed); }
+  // Present pages that were there at boot (zone->present_early_pages).
+  uint64_t present_early_pages() const {
+    return present_early_pages_.load(std::memory_order_relaxed);
+  }
   uint64_t managed_pages() const { return managed_pages_.load(std::memory_order_relaxed); }
   uint64_t cma_pages() const { return cma_pages_; }
-  bool zone_spans_pfn(Pfn pfn) const { return pfn >= start_pfn_ && pfn < zone_end_pfn(); }
-  bool populated() const { return present_pages_ != 0; }
-  // Grows the span to cover [start, start+nr) and adds nr present pages
-  // (boot and hot-add).
+  bool zone_spans_pfn(Pfn pfn) const { return pfn >= zone_start_pfn() && pfn < zone_end_pfn(); }
+  // zone_intersects: whether [start, start+nr) overlaps the span.
+  bool zone_intersects(Pfn start, PageCount nr) const;
+  bool populated() const { return present_pages() != 0; }
+  // Boot: grows the span to cover [start, start+nr) and adds nr present
+  // (early) pages.
   void grow_span(Pfn start, PageCount nr);
+  // Hotplug (resize_zone_range): grows the span to cover [start, start+nr).
+  void resize_span(Pfn start, PageCount nr);
+  // Hotplug: sets the span outright (shrink_zone_span's result); spanned 0
+  // empties it.
+  void set_span(Pfn start, uint64_t spanned);
+  // Hotplug (adjust_present_page_count): present pages, and the early ones
+  // too for boot memory.
+  void adjust_present_pages(int64_t nr, bool early);
   void add_managed_pages(int64_t nr) { managed_pages_.fetch_add(nr, std::memory_order_relaxed); }
   void add_cma_pages(uint64_t nr) { cma_pages_ += nr; }
 
   // ---- watermarks ----
-  uint64_t wmark(WmarkIndex w) const { return watermark_[w]; }
-  void set_wmark(WmarkIndex w, uint64_t v) { watermark_[w] = v; }
-  uint64_t lowmem_reserve(ZoneType t) const { return lowmem_reserve_[t]; }
-  void set_lowmem_reserve(ZoneType t, uint64_t v) { lowmem_reserve_[t] = v; }
+  // Relaxed: recomputed when memory is onlined or offlined while
+  // allocations read them; any recent value is a valid watermark.
+  uint64_t wmark(WmarkIndex w) const { return watermark_[w].load(std::memory_order_relaxed); }
+  void set_wmark(WmarkIndex w, uint64_t v) { watermark_[w].store(v, std::memory_order_relaxed); }
+  uint64_t lowmem_reserve(ZoneType t) const {
+    return lowmem_reserve_[t].load(std::memory_order_relaxed);
+  }
+  void set_lowmem_reserve(ZoneType t, uint64_t v) {
+    lowmem_reserve_[t].store(v, std::memory_order_relaxed);
+  }
   uint64_t watermark_boost() const { return 0; }  // pinmm has no kswapd to decay a boost
 
   // ---- counters ----
@@ -122,6 +146,16 @@ class Zone {
   // Gives an isolated block back its type `mt`, moving its free pages along.
   void unisolate_pageblock(Pfn pfn, MigrateType mt) EXCLUDES(lock);
 
+  // Memory offlining's free-list half (__offline_isolated_pages): takes every
+  // free block of [start, end) off the isolate lists for good. Every page of
+  // the range must be free on an isolated block, hwpoisoned, or an
+  // unreferenced PageOffline page (test_pages_isolated said so). Returns the
+  // pages taken that were managed (all but the PageOffline ones).
+  uint64_t remove_isolated_free_pages(Pfn start, Pfn end) EXCLUDES(lock);
+  // Onlining and offlining move whole blocks in or out of isolation without
+  // unisolate_pageblock / isolate_pageblock (nr_isolate_pageblock fixups).
+  void adjust_nr_isolate_pageblock(int64_t delta) EXCLUDES(lock);
+
   // Copies of the free-area counts for /proc dumps, taken under the lock.
   struct FreeCounts {
     std::array<uint64_t, NR_PAGE_ORDERS> nr_free{};
@@ -136,6 +170,9 @@ class Zone {
   FreeArea& free_area(unsigned order) REQUIRES(lock) { return free_area_[order]; }
   const FreeArea& free_area(unsigned order) const REQUIRES(lock) { return free_area_[order]; }
   uint64_t nr_isolate_pageblock() const REQUIRES(lock) { return nr_isolate_pageblock_; }
+  // isolate_pageblock() for a caller that holds the lock (page isolation
+  // checks the block's pages first under the same lock).
+  bool isolate_pageblock_locked(Pfn pfn) REQUIRES(lock);
 
  private:
   // The buddy algorithm, all under `lock` (page_alloc.cc).
@@ -175,13 +212,14 @@ class Zone {
   Node& node_;
   const ZoneType type_;
   Page* const mem_map_;
-  Pfn start_pfn_{0};
-  uint64_t spanned_pages_ = 0;
-  uint64_t present_pages_ = 0;
+  std::atomic<uint64_t> start_pfn_{0};
+  std::atomic<uint64_t> spanned_pages_{0};
+  std::atomic<uint64_t> present_pages_{0};
+  std::atomic<uint64_t> present_early_pages_{0};
   std::atomic<uint64_t> managed_pages_{0};
   uint64_t cma_pages_ = 0;
-  std::array<uint64_t, NR_WMARK> watermark_{};
-  std::array<uint64_t, MAX_NR_ZONES> lowmem_reserve_{};
+  std::array<std::atomic<uint64_t>, NR_WMARK> watermark_{};
+  std::array<std::atomic<uint64_t>, MAX_NR_ZONES> lowmem_reserve_{};
 
   std::array<FreeArea, NR_PAGE_ORDERS> free_area_ GUARDED_BY(lock);
   uint64_t nr_isolate_pageblock_ GUARDED_BY(lock) = 0;
@@ -199,13 +237,19 @@ class Node {
   int nid() const { return nid_; }
   Zone& zone(ZoneType t) { return *zones_[t]; }
   const Zone& zone(ZoneType t) const { return *zones_[t]; }
-  Pfn node_start_pfn() const { return start_pfn_; }
-  uint64_t node_spanned_pages() const { return spanned_pages_; }
+  // The span, like the zones' (relaxed; changed by boot and hotplug).
+  Pfn node_start_pfn() const { return Pfn(start_pfn_.load(std::memory_order_relaxed)); }
+  uint64_t node_spanned_pages() const { return spanned_pages_.load(std::memory_order_relaxed); }
+  Pfn node_end_pfn() const { return node_start_pfn() + PageCount(node_spanned_pages()); }
   void set_span(Pfn start, uint64_t spanned) {
-    start_pfn_ = start;
-    spanned_pages_ = spanned;
+    start_pfn_.store(start.value(), std::memory_order_relaxed);
+    spanned_pages_.store(spanned, std::memory_order_relaxed);
   }
+  // update_pgdat_span: the smallest span covering every zone's span.
+  void update_span();
   uint64_t node_present_pages() const;
+  // node_state(nid, N_MEMORY): the node has present memory.
+  bool has_memory() const { return node_present_pages() != 0; }
 
   NodeStats& stats() { return stats_; }
   const NodeStats& stats() const { return stats_; }
@@ -225,8 +269,8 @@ class Node {
 
  private:
   const int nid_;
-  Pfn start_pfn_{0};
-  uint64_t spanned_pages_ = 0;
+  std::atomic<uint64_t> start_pfn_{0};
+  std::atomic<uint64_t> spanned_pages_{0};
   std::array<std::unique_ptr<Zone>, MAX_NR_ZONES> zones_;
   NodeStats stats_;
   LruVec lruvec_;
