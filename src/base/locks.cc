@@ -11,8 +11,14 @@ namespace pinmm {
 
 const char* lock_rank_name(LockRank rank) {
   switch (rank) {
+    case LockRank::kDeviceHotplug:
+      return "device_hotplug_lock";
+    case LockRank::kMemHotplug:
+      return "mem_hotplug_lock";
     case LockRank::kDriver:
       return "driver mutex";
+    case LockRank::kCmaMutex:
+      return "cma_mutex";
     case LockRank::kMmapLock:
       return "mmap_lock";
     case LockRank::kFolioLock:
@@ -39,6 +45,8 @@ const char* lock_rank_name(LockRank rank) {
       return "zone_lock";
     case LockRank::kPinTable:
       return "pin_table_lock";
+    case LockRank::kCmaBitmap:
+      return "cma_lock";
     case LockRank::kLeaf:
       return "leaf_lock";
     case LockRank::kWaitQueue:

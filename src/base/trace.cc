@@ -24,6 +24,11 @@ constexpr std::array<std::string_view, static_cast<size_t>(TraceEvent::kNrEvents
     "mm_migrate_pages",
     "mm_migrate_pages_start",
     "test_pages_isolated",
+    "cma_alloc_start",
+    "cma_alloc_finish",
+    "cma_alloc_busy_retry",
+    "cma_release",
+    "mm_alloc_contig_migrate_range_info",
 };
 
 }  // namespace

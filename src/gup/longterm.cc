@@ -6,8 +6,10 @@
 #include <span>
 
 #include "gup/internal.h"
+#include "pinmm/gup/gup.h"
 #include "pinmm/base/task.h"
 #include "pinmm/gup/pin.h"
+#include "pinmm/migrate/blockers.h"
 #include "pinmm/migrate/migrate.h"
 #include "pinmm/migrate/target.h"
 #include "pinmm/phys/lru.h"
@@ -18,17 +20,6 @@
 namespace pinmm {
 
 namespace {
-
-// folio_expected_ref_count: the references a folio's mappings and page
-// cache account for.
-int folio_expected_ref_count(const Folio* folio) {
-  int refs = folio_mapcount(folio);
-  if (!folio_test_anon(folio) && folio_mapping(folio) != nullptr) {
-    refs += static_cast<int>(folio_nr_pages(folio));
-    if (folio_test_private(folio)) ++refs;
-  }
-  return refs;
-}
 
 // Small folios may sit in a per-CPU LRU batch, holding a reference that
 // would make isolation fail.
@@ -100,6 +91,18 @@ unsigned long collect_unpinnable(MemorySystem& ms, const PagesOrFolios& pofs, Li
   return collected;
 }
 
+// What kept a long-term pin's migration from succeeding, for the machine's
+// blocker log (the caller only sees -ENOMEM).
+void log_migration_failure(MemorySystem& ms, ListHead* list, int rc) {
+  BlockedOperation op;
+  op.operation = "pin_user_pages(FOLL_LONGTERM)";
+  op.detail = "migrating unpinnable folios failed";
+  op.err = -ENOMEM;
+  for (PageBlocker& b : describe_migration_list(ms, list, rc < 0 ? rc : -EAGAIN))
+    add_blocker(op, std::move(b));
+  ms.blocker_log().add(std::move(op));
+}
+
 // migrate_longterm_unpinnable_folios: every pin goes (the isolation
 // references keep the listed folios alive), then the list migrates.
 // -EAGAIN: re-pin the range; -ENOMEM: some folio did not move (all pins
@@ -112,8 +115,11 @@ long migrate_unpinnable(MemorySystem& ms, PagesOrFolios& pofs, ListHead* list) {
     mtc.nid = NUMA_NO_NODE;
     mtc.gfp_mask = GFP_USER | __GFP_NOWARN;
     mtc.reason = MR_LONGTERM_PIN;
-    if (migrate_pages(ms, list, migration_target(ms, mtc), MIGRATE_SYNC, MR_LONGTERM_PIN) != 0)
+    const int rc = migrate_pages(ms, list, migration_target(ms, mtc), MIGRATE_SYNC, MR_LONGTERM_PIN);
+    if (rc != 0) {
       ret = -ENOMEM;
+      log_migration_failure(ms, list, rc);
+    }
   }
   putback_movable_pages(list);
   return ret;
@@ -126,11 +132,23 @@ long check_and_migrate(MemorySystem& ms, PagesOrFolios pofs) {
   return migrate_unpinnable(ms, pofs, &list);
 }
 
+constexpr PolicyInfo kLongtermPolicies[] = {
+    {"migrate",
+     "FOLL_LONGTERM migrates folios in ZONE_MOVABLE, CMA or isolated pageblocks out first, then "
+     "pins (Linux 6.12)"},
+    {"in-place",
+     "FOLL_LONGTERM pins memory where it lies, as kernels before 5.13 did for ZONE_MOVABLE: the "
+     "pins then block offlining and CMA"},
+};
+
 }  // namespace
+
+std::span<const PolicyInfo> longterm_pin_policies() { return kLongtermPolicies; }
 
 long __gup_longterm_locked(Mm& mm, unsigned long start, unsigned long nr_pages, Page** pages,
                            int* locked, Foll flags) {
-  if (!any(flags & FOLL_LONGTERM))
+  if (!any(flags & FOLL_LONGTERM) ||
+      mm.ms().longterm_pin_policy() == LongtermPinPolicy::kInPlace)
     return __get_user_pages_locked(mm, start, nr_pages, pages, locked, flags);
   // Every allocation below, faults included, avoids ZONE_MOVABLE and CMA.
   const unsigned scope = memalloc_pin_save();
@@ -150,6 +168,7 @@ long __gup_longterm_locked(Mm& mm, unsigned long start, unsigned long nr_pages, 
 }
 
 long check_and_migrate_movable_folios(MemorySystem& ms, std::span<Folio*> folios) {
+  if (ms.longterm_pin_policy() == LongtermPinPolicy::kInPlace) return 0;
   return check_and_migrate(ms, PagesOrFolios(folios));
 }
 

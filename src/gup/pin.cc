@@ -80,8 +80,10 @@ Folio* try_grab_folio_fast(Page* page, int refs, Foll flags) {
   if (is_zero_page(page)) return page_folio(page);  // pins of the zero page are pretended
   Folio* folio = try_get_folio(page, refs);
   if (folio == nullptr) return nullptr;
-  // Only the fast path refuses here: the slow path pins and migrates.
-  if (any(flags & FOLL_LONGTERM) && !folio_is_longterm_pinnable(folio)) {
+  // Only the fast path refuses here: the slow path pins and migrates
+  // (unless the long-term pin policy pins in place).
+  if (any(flags & FOLL_LONGTERM) && !folio_is_longterm_pinnable(folio) &&
+      page_memory_system(page).longterm_pin_policy() == LongtermPinPolicy::kMigrate) {
     folio_put_refs(folio, refs);
     return nullptr;
   }

@@ -35,6 +35,10 @@ const char* online_type_name(OnlineType t) {
   return "?";
 }
 
+const char* longterm_pin_policy_name(LongtermPinPolicy p) {
+  return p == LongtermPinPolicy::kInPlace ? "in-place" : "migrate";
+}
+
 const char* online_policy_name(OnlinePolicy p) {
   return p == OnlinePolicy::kAutoMovable ? "auto-movable" : "contig-zones";
 }
@@ -136,6 +140,11 @@ std::vector<std::string> MachineConfig::check() const {
     if (a.size.value() == 0 || a.size.value() % pageblock_bytes != 0) {
       fail(fmt::format("CMA area '{}' size {} must be a non-zero multiple of 2MiB", a.name,
                        a.size.to_string()));
+    }
+    if (a.order_per_bit > MAX_PAGE_ORDER ||
+        (a.size.pages().value() & ((uint64_t{1} << a.order_per_bit) - 1)) != 0) {
+      fail(fmt::format("CMA area '{}' order_per_bit {} must be at most {} and divide its size",
+                       a.name, a.order_per_bit, MAX_PAGE_ORDER));
     }
     if (a.nid < 0 || static_cast<size_t>(a.nid) >= nodes.size()) {
       fail(fmt::format("CMA area '{}' is on node {}, which does not exist", a.name, a.nid));

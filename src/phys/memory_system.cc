@@ -125,6 +125,7 @@ MemorySystem::MemorySystem(const MachineConfig& config, uint64_t boot_pfns, uint
       mem_map_(mem_map),
       frames_(std::move(frames)),
       pageblock_flags_(nr_pfns + 1),
+      longterm_pin_policy_(config.longterm_pin_policy),
       zero_pfn_(nr_pfns),
       lru_batches_(std::make_unique<LruAddBatch[]>(static_cast<size_t>(config.cpus))),
       tracer_(size_t{1} << 20, config.cpus),
@@ -239,7 +240,7 @@ void MemorySystem::reserve_boot_memory() {
     for (const CmaConfig& c : config_.cma) {
       if (c.nid != nid) continue;
       const Pfn base = cma_next.align_up(kPageblockOrder);
-      cma_.push_back({c.name, nid, base, c.size.pages()});
+      cma_.push_back({c.name, nid, base, c.size.pages(), c.order_per_bit});
       for (Pfn pfn = base; pfn < base + c.size.pages(); pfn += PageCount(pageblock_nr_pages)) {
         pageblock_flags_.set(pfn, MIGRATE_CMA);
       }

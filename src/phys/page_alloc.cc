@@ -4,6 +4,7 @@
 // the allocation/free entry points.
 #include "pinmm/phys/page_alloc.h"
 
+#include <bit>
 #include <cstddef>
 #include <optional>
 
@@ -362,6 +363,29 @@ uint64_t Zone::remove_isolated_free_pages(Pfn start, Pfn end) {
   return (end - start).value() - already_offline;
 }
 
+Pfn Zone::free_block_start(Pfn pfn) {
+  SpinGuard g(lock);
+  return find_large_buddy(pfn);
+}
+
+Pfn Zone::take_free_blocks(Pfn start, Pfn end) {
+  SpinGuard g(lock);
+  Pfn pfn = start;
+  while (pfn < end) {
+    const Page* page = pfn_to_page(pfn);
+    if (!PageBuddy(page)) return Pfn(0);
+    pfn += Order(buddy_order(page)).nr_pages();
+  }
+  const Pfn outer_end = pfn;
+  for (pfn = start; pfn < outer_end;) {
+    Page* page = pfn_to_page(pfn);
+    const unsigned order = buddy_order(page);
+    del_page_from_free_list(page, order, get_pfnblock_migratetype(page, pfn));
+    pfn += Order(order).nr_pages();
+  }
+  return outer_end;
+}
+
 void Zone::adjust_nr_isolate_pageblock(int64_t delta) {
   SpinGuard g(lock);
   nr_isolate_pageblock_ = static_cast<uint64_t>(static_cast<int64_t>(nr_isolate_pageblock_) + delta);
@@ -542,6 +566,20 @@ void prep_new_page(MemorySystem& ms, Page* page, unsigned order, Gfp gfp) {
   folio_set_count(reinterpret_cast<Folio*>(page), 1);
   if (order > 0) prep_compound_page(page, order);
 }
+
+}  // namespace
+
+void prep_contig_pages(MemorySystem& ms, Pfn start, Pfn end, Gfp gfp, bool compound) {
+  if (compound) {
+    const auto order = static_cast<unsigned>(std::countr_zero((end - start).value()));
+    prep_new_page(ms, ms.pfn_to_page(start), order, gfp);
+    return;
+  }
+  for (Pfn pfn = start; pfn < end; ++pfn)
+    prep_new_page(ms, ms.pfn_to_page(pfn), 0, gfp);
+}
+
+namespace {
 
 // Whether the injector fails this allocation.
 bool should_fail_alloc(MemorySystem& ms, MigrateType mt) {

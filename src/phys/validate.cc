@@ -112,7 +112,8 @@ void check_merged(const MemorySystem& ms, const Zone& z, ValidationReport& r) RE
         const Pfn buddy_pfn(pfn.value() ^ (uint64_t{1} << order));
         if (!z.zone_spans_pfn(buddy_pfn)) continue;
         const Page* buddy = ms.pfn_to_page(buddy_pfn);
-        if (!PageBuddy(buddy) || buddy->private_data() != order) continue;
+        // A buddy in another zone (a block onlined elsewhere) never merges.
+        if (!PageBuddy(buddy) || buddy->private_data() != order || buddy->zone() != &z) continue;
         const MigrateType bmt = ms.pageblock_flags().get(buddy_pfn);
         const bool may_merge = order < pageblock_order || (bmt == mt && mt != MIGRATE_ISOLATE) ||
                                (migratetype_is_mergeable(static_cast<MigrateType>(mt)) &&

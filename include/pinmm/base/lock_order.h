@@ -7,7 +7,10 @@
 // builds (PINMM_DEBUG) check ranks on every acquisition and abort on an
 // inversion, naming both locks.
 //
+//   device_hotplug_lock (memory block state changes)     kDeviceHotplug
+//     mem_hotplug_lock (online/offline vs readers)        kMemHotplug
 //   driver mutexes (ioctl-level state of a module)        kDriver
+//     cma_mutex (one alloc_contig_range at a time)        kCmaMutex
 //   mmap_lock (Mm)                                        kMmapLock
 //     folio lock (PG_locked bit, phys/folio_lock.h)       kFolioLock
 //       i_mmap rwsem (file mapping)                       kIMmap
@@ -21,6 +24,7 @@
 //                   hugetlb_lock                          kHugetlbLock
 //                     zone->lock                          kZoneLock
 //                       pin-owner table                   kPinTable
+//                         cma->lock (an area's bitmap)    kCmaBitmap
 //                         leaf locks (tracer, injector, registries)   kLeaf
 //                           hashed folio wait-queue bucket            kWaitQueue
 #pragma once
@@ -30,7 +34,10 @@
 namespace pinmm {
 
 enum class LockRank : uint16_t {
+  kDeviceHotplug = 20,
+  kMemHotplug = 30,
   kDriver = 50,
+  kCmaMutex = 60,
   kMmapLock = 100,
   kFolioLock = 200,
   kIMmap = 300,
@@ -44,6 +51,7 @@ enum class LockRank : uint16_t {
   kHugetlbLock = 650,
   kZoneLock = 700,
   kPinTable = 800,
+  kCmaBitmap = 850,
   kLeaf = 900,
   kWaitQueue = 950,
 };

@@ -28,7 +28,8 @@
 namespace pinmm {
 
 // Event names and text formats are the kernel's (6.12): kmem (page
-// allocator, rss_stat), pagemap (LRU), filemap, tlb, exceptions.
+// allocator, rss_stat, mm_alloc_contig_migrate_range_info), pagemap (LRU),
+// filemap, tlb, exceptions, migrate, page_isolation, cma.
 enum class TraceEvent : uint8_t {
   mm_page_alloc,
   mm_page_free,
@@ -44,6 +45,11 @@ enum class TraceEvent : uint8_t {
   mm_migrate_pages,
   mm_migrate_pages_start,
   test_pages_isolated,
+  cma_alloc_start,
+  cma_alloc_finish,
+  cma_alloc_busy_retry,
+  cma_release,
+  mm_alloc_contig_migrate_range_info,
   kNrEvents
 };
 

@@ -16,7 +16,11 @@
 //
 // pin_user_pages*(FOLL_LONGTERM) migrates what may not stay pinned first
 // (KERNEL-SPEC 5): the result holds only long-term pinnable folios, or the
-// call fails with -ENOMEM and holds nothing.
+// call fails with -ENOMEM and holds nothing (and the machine's blocker log,
+// phys/blockers.h, says which folios would not move and who pins them).
+// That is the "migrate" long-term pin policy; under "in-place"
+// (MemorySystem::set_longterm_pin_policy) FOLL_LONGTERM pins stay where
+// the memory lies.
 //
 // Every pin an entry point returns is recorded in the machine's pin-owner
 // table (phys/pin_owners.h) under the calling task's owner.
@@ -27,10 +31,17 @@
 // re-take it, and reports whether it is held in *locked.
 #pragma once
 
+#include <span>
+
+#include "pinmm/base/policy.h"
 #include "pinmm/gup/flags.h"
 #include "pinmm/phys/page.h"
 
 namespace pinmm {
+
+// The long-term pin policies (phys/config.h LongtermPinPolicy), for
+// `pinmm policies`.
+std::span<const PolicyInfo> longterm_pin_policies();
 
 class File;
 class Mm;

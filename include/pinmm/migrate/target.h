@@ -22,6 +22,7 @@
 #include <string_view>
 
 #include "pinmm/base/errno.h"
+#include "pinmm/base/policy.h"
 #include "pinmm/migrate/migrate.h"
 #include "pinmm/phys/gfp.h"
 
@@ -39,10 +40,7 @@ Folio* alloc_migration_target(MemorySystem& ms, Folio* src, const MigrationTarge
 // A MigrationTarget allocating with alloc_migration_target and `mtc`.
 MigrationTarget migration_target(MemorySystem& ms, const MigrationTargetControl& mtc);
 
-struct MigrationPolicyInfo {
-  std::string_view name;
-  std::string_view description;
-};
+using MigrationPolicyInfo = PolicyInfo;
 std::span<const MigrationPolicyInfo> migration_target_policies();
 
 // The named policy with `mtc`; EINVAL for an unknown name or "nodemask"

@@ -34,6 +34,9 @@ struct CmaConfig {
   std::string name;
   Bytes size;
   int nid = 0;
+  // Pages per bitmap bit, as a power of two (cma_declare_contiguous_nid's
+  // order_per_bit; 0 for the cma= boot option's area).
+  unsigned order_per_bit = 0;
 };
 
 // How memory blocks are onlined (the MMOP_* values of memory_hotplug.h):
@@ -61,6 +64,14 @@ struct HotplugConfig {
   bool movable_node = false;  // the movable_node boot option
 };
 
+// What FOLL_LONGTERM does with memory that may not stay pinned (ZONE_MOVABLE,
+// CMA, isolated pageblocks): the long-term pin policy. kMigrate is Linux
+// since 5.13 (CMA since 5.1): migrate such folios out, then pin. kInPlace
+// pins them where they lie, as older kernels did for ZONE_MOVABLE, so the
+// pins then block offlining and contiguous allocation.
+enum class LongtermPinPolicy : uint8_t { kMigrate, kInPlace };
+const char* longterm_pin_policy_name(LongtermPinPolicy p);  // "migrate", "in-place"
+
 struct HugepageConfig {
   Bytes page_size;     // 2MiB or 1GiB
   uint64_t count = 0;  // pages per node if nid is set, else spread over nodes
@@ -81,6 +92,7 @@ struct MachineConfig {
   // top of each node's kernel zone, so present != managed as on real machines.
   bool reserve_memmap = true;
   HotplugConfig hotplug;
+  LongtermPinPolicy longterm_pin_policy = LongtermPinPolicy::kMigrate;
 
   // `total` memory split evenly over `nr_nodes`, with `movable` bytes in all
   // spread like movablecore= spreads kernelcore: evenly over nodes, rounded

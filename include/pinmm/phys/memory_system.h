@@ -28,6 +28,7 @@
 #include "pinmm/base/locks.h"
 #include "pinmm/base/trace.h"
 #include "pinmm/base/validate.h"
+#include "pinmm/phys/blockers.h"
 #include "pinmm/phys/config.h"
 #include "pinmm/phys/frame_store.h"
 #include "pinmm/phys/lru.h"
@@ -81,6 +82,7 @@ struct CmaReservation {
   int nid = 0;
   Pfn base_pfn;
   PageCount count;
+  unsigned order_per_bit = 0;
 };
 
 class MemorySystem {
@@ -144,6 +146,10 @@ class MemorySystem {
   // Who pins each folio (phys/pin_owners.h).
   PinOwners& pin_owners() { return *pin_owners_; }
   const PinOwners& pin_owners() const { return *pin_owners_; }
+  // The latest operations that failed because memory would not move, and
+  // what blocked them (phys/blockers.h).
+  BlockerLog& blocker_log() { return blocker_log_; }
+  const BlockerLog& blocker_log() const { return blocker_log_; }
   LruAddBatch& lru_add_batch(int cpu) { return lru_batches_[cpu]; }
   const LruAddBatch& lru_add_batch(int cpu) const { return lru_batches_[cpu]; }
   std::atomic<int>& lru_disable_count() { return lru_disable_count_; }
@@ -155,6 +161,15 @@ class MemorySystem {
   Page* zero_page() const { return pfn_to_page(zero_pfn_); }
   Pfn zero_pfn() const { return zero_pfn_; }
   bool is_zero_pfn(Pfn pfn) const { return pfn == zero_pfn_; }
+
+  // The long-term pin policy in effect (from the config; tests and scenarios
+  // may switch it at run time).
+  LongtermPinPolicy longterm_pin_policy() const {
+    return longterm_pin_policy_.load(std::memory_order_relaxed);
+  }
+  void set_longterm_pin_policy(LongtermPinPolicy p) {
+    longterm_pin_policy_.store(p, std::memory_order_relaxed);
+  }
 
   // vm.min_free_kbytes in effect.
   uint64_t min_free_kbytes() const { return min_free_kbytes_.load(std::memory_order_relaxed); }
@@ -248,6 +263,7 @@ class MemorySystem {
   };
   std::vector<BootRange> boot_ranges_;
   std::atomic<uint64_t> min_free_kbytes_{0};
+  std::atomic<LongtermPinPolicy> longterm_pin_policy_;
   Pfn zero_pfn_{0};
   std::unique_ptr<LruAddBatch[]> lru_batches_;
   std::atomic<int> lru_disable_count_{0};
@@ -259,6 +275,7 @@ class MemorySystem {
   std::unique_ptr<FolioWaitTable> wait_table_;
   std::unique_ptr<HugetlbPools> hugetlb_;
   std::unique_ptr<PinOwners> pin_owners_;
+  BlockerLog blocker_log_;
 
   mutable Mutex owners_lock_{LockRank::kLeaf};
   std::vector<std::string> owners_ GUARDED_BY(owners_lock_);

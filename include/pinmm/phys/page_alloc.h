@@ -55,6 +55,12 @@ void prep_compound_page(Page* head, unsigned order);
 // rest.
 void split_compound_page(Page* head, unsigned order);
 
+// The pages of [start, end), taken with Zone::take_free_blocks, become
+// allocated: order-0 pages with refcount 1 (split_free_pages), or with
+// `compound` one folio of order log2(end - start) at `start`
+// (prep_new_page). __GFP_ZERO zeroes them.
+void prep_contig_pages(MemorySystem& ms, Pfn start, Pfn end, Gfp gfp, bool compound);
+
 // Where memory being given to the buddy allocator comes from (enum
 // meminit_context): boot memory (PG_reserved until freed) or a memory block
 // being onlined (PageOffline until freed).

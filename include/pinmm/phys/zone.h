@@ -152,6 +152,14 @@ class Zone {
   // unreferenced PageOffline page (test_pages_isolated said so). Returns the
   // pages taken that were managed (all but the PageOffline ones).
   uint64_t remove_isolated_free_pages(Pfn start, Pfn end) EXCLUDES(lock);
+  // alloc_contig_range's grab of an isolated range whose pages are all free
+  // (the zone side of isolate_freepages_range): the start of the free block
+  // covering `pfn` (find_large_buddy), and taking the free blocks from
+  // `start` (a free block's head) until `end` is covered off the isolate
+  // lists. Returns the end of the last block taken (at least `end`), or
+  // Pfn(0) if some page in between is not free (then nothing is taken).
+  Pfn free_block_start(Pfn pfn) EXCLUDES(lock);
+  Pfn take_free_blocks(Pfn start, Pfn end) EXCLUDES(lock);
   // Onlining and offlining move whole blocks in or out of isolation without
   // unisolate_pageblock / isolate_pageblock (nr_isolate_pageblock fixups).
   void adjust_nr_isolate_pageblock(int64_t delta) EXCLUDES(lock);
