@@ -8,6 +8,7 @@
 #include "pinmm/base/task.h"
 #include "pinmm/gup/gup.h"
 #include "pinmm/gup/pin.h"
+#include "pinmm/phys/pin_owners.h"
 #include "testing/vm.h"
 
 namespace pinmm {
@@ -102,8 +103,48 @@ TEST_F(Longterm, MigrationFailureDropsEveryPinAndReturnsEnomem) {
   EXPECT_EQ(stat(NR_FOLL_PIN_ACQUIRED), stat(NR_FOLL_PIN_RELEASED));
   EXPECT_FALSE(folio_maybe_dma_pinned(busy));
   EXPECT_EQ(folio_ref_count(busy), 2);
+  // The caller only sees -ENOMEM; the machine's blocker log says which
+  // folio would not move, and why.
+  BlockedOperation op;
+  ASSERT_TRUE(m.ms->blocker_log().last(&op));
+  EXPECT_EQ(op.operation, "pin_user_pages(FOLL_LONGTERM)");
+  EXPECT_EQ(op.err, -ENOMEM);
+  ASSERT_EQ(op.blockers.size(), 1u);
+  EXPECT_EQ(op.blockers[0].pfn, folio_pfn(busy));
+  EXPECT_EQ(op.blockers[0].reason, BlockReason::kReferenced);
+  EXPECT_EQ(op.blockers[0].refcount, 3);  // mapping, ours, the isolation
+  EXPECT_EQ(op.blockers[0].expected_refs, 2);
   folio_put(busy);
   EXPECT_EQ(m.ms->node(0).stats().get(NR_ISOLATED_ANON), 0);
+  EXPECT_VM_VALID(m.vm);
+}
+
+// The "in-place" long-term pin policy: FOLL_LONGTERM pins ZONE_MOVABLE
+// memory where it lies, on the slow path and the fast one, and migrates
+// nothing.
+TEST_F(Longterm, InPlacePolicyPinsMovableMemoryWhereItLies) {
+  m.ms->set_longterm_pin_policy(LongtermPinPolicy::kInPlace);
+  const VirtAddr a = populated(8);
+  const int64_t migrated0 = m.ms->vmstat()[PGMIGRATE_SUCCESS];
+  std::vector<Page*> pages;
+  ASSERT_EQ(pin(a, 4, pages), 4);
+  std::vector<Page*> fast(4);
+  ASSERT_EQ(pin_user_pages_fast((a + 4 * PAGE_SIZE).value(), 4, FOLL_WRITE | FOLL_LONGTERM,
+                                fast.data()),
+            4);
+  for (Page* p : pages)
+    EXPECT_EQ(page_zone(p)->type(), ZONE_MOVABLE);
+  for (Page* p : fast)
+    EXPECT_EQ(page_zone(p)->type(), ZONE_MOVABLE);
+  EXPECT_EQ(m.ms->vmstat()[PGMIGRATE_SUCCESS], migrated0);
+  const auto owners = m.ms->pin_owners().owners_of(page_folio(fast[0]));
+  ASSERT_EQ(owners.size(), 1u);
+  EXPECT_TRUE(owners[0].longterm);
+  unpin_user_pages(pages);
+  unpin_user_pages(fast);
+  EXPECT_EQ(longterm_pin_policies().size(), 2u);
+  EXPECT_EQ(longterm_pin_policies()[0].name, longterm_pin_policy_name(LongtermPinPolicy::kMigrate));
+  EXPECT_EQ(longterm_pin_policies()[1].name, longterm_pin_policy_name(LongtermPinPolicy::kInPlace));
   EXPECT_VM_VALID(m.vm);
 }
 
