@@ -15,6 +15,7 @@
 #include "pinmm/gup/pin.h"
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/phys/kernel_pages.h"
+#include "pinmm/phys/memory_map.h"
 #include "pinmm/phys/page_isolation.h"
 #include "pinmm/phys/pin_owners.h"
 #include "testing/migrate.h"
@@ -114,6 +115,9 @@ TEST_F(Hotplug, FreeBlockLeavesTheZoneAndComesBack) {
   EXPECT_EQ(z.stats().get(NR_FREE_PAGES), free - static_cast<int64_t>(nr));
   EXPECT_EQ(m.ms->pfn_to_online_page(start), nullptr);
   EXPECT_TRUE(m.ms->pfn_valid(start)) << "offline memory is still present";
+  const PhysMemoryMap map = snapshot_memory_map(*m.ms);
+  EXPECT_EQ(map.count(PageblockState::kOffline), 1u);
+  EXPECT_EQ(map.blocks.back().state, PageblockState::kOffline);
   expect_all_valid();
 
   // The shrunk ZONE_MOVABLE no longer touches the block, so plain "online"

@@ -250,6 +250,24 @@ std::vector<std::pair<const Folio*, std::vector<PinOwner>>> PinOwners::snapshot(
   return out;
 }
 
+std::vector<uint64_t> PinOwners::longterm_folio_pfns() const {
+  MutexGuard g(lock_);
+  std::vector<uint64_t> out;
+  for (uint64_t l = 0; l < leaves_.size(); ++l) {
+    const Leaf* leaf = leaves_[l].get();
+    if (leaf == nullptr) continue;
+    for (uint64_t j = 0; j < kLeafSize; ++j) {
+      for (uint32_t i = leaf->head[j]; i != kNone; i = rec(i).next) {
+        if (calls_[rec(i).call].longterm) {
+          out.push_back((l << kLeafShift) + j);
+          break;
+        }
+      }
+    }
+  }
+  return out;
+}
+
 ValidationReport PinOwners::validate() const {
   ValidationReport report;
   MutexGuard g(lock_);

@@ -80,6 +80,9 @@ class PinOwners {
   std::vector<PinOwner> owners_of(const Folio* folio) const EXCLUDES(lock_);
   // Folios with at least one record.
   size_t nr_folios() const EXCLUDES(lock_);
+  // The PFNs of folios with at least one FOLL_LONGTERM record, in order
+  // (cheap: no strings; for memory maps).
+  std::vector<uint64_t> longterm_folio_pfns() const EXCLUDES(lock_);
   // Every folio with records and its records, in PFN order.
   std::vector<std::pair<const Folio*, std::vector<PinOwner>>> snapshot() const EXCLUDES(lock_);
 
