@@ -1,12 +1,21 @@
 #include "cli/demo.h"
 
+#include <algorithm>
+#include <chrono>
+#include <functional>
 #include <random>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "pinmm/base/rcu.h"
+#include "pinmm/cma/cma.h"
+#include "pinmm/gup/gup.h"
+#include "pinmm/gup/pin.h"
+#include "pinmm/hotplug/memory_hotplug.h"
 #include "pinmm/phys/kernel_pages.h"
+#include "pinmm/phys/memory_map.h"
+#include "pinmm/phys/pin_owners.h"
 #include "pinmm/phys/page_alloc.h"
 #include "pinmm/phys/pageblock.h"
 #include "pinmm/report/proc.h"
@@ -34,6 +43,158 @@ uint64_t count_blocks(const MemorySystem& ms, MigrateType mt) {
   return n;
 }
 
+// The first page of `chunks` (each kChunk long) that `want` accepts, found
+// through GUP like a driver would, or 0.
+template <typename Want>
+VirtAddr find_user_page(Mm& mm, const std::vector<VirtAddr>& chunks, uint64_t chunk, Want want) {
+  ReadGuard lock(mm.mmap_lock);
+  for (VirtAddr c : chunks) {
+    for (uint64_t off = 0; off < chunk; off += PAGE_SIZE) {
+      Page* page = nullptr;
+      if (get_user_pages_remote(mm, (c + off).value(), 1, FOLL_NONE, &page, nullptr) != 1) continue;
+      const bool ok = want(page);
+      put_page(page);
+      if (ok) return c + off;
+    }
+  }
+  return VirtAddr(0);
+}
+
+long pin_remote(Mm& mm, VirtAddr a, uint64_t n, Foll flags, Page** pages) {
+  ReadGuard lock(mm.mmap_lock);
+  return pin_user_pages_remote(mm, a.value(), n, flags, pages, nullptr);
+}
+
+// Step 4: pins against memory hotplug and CMA, with the who-pins report.
+// Returns false if something the demo relies on went wrong.
+bool pins_against_hotplug_and_cma(MemorySystem& ms, std::vector<MmHandle>& procs,
+                                  std::vector<std::vector<VirtAddr>>& chunks, uint64_t chunk,
+                                  const std::function<void(const std::string&)>& say) {
+  MemoryHotplug hp(ms);
+  CmaAreas cma(ms);
+  const int64_t migrated0 = ms.vmstat()[PGMIGRATE_SUCCESS];
+  // An RDMA NIC registers 64 MiB of process 1 (ib_umem_get: FOLL_WRITE |
+  // FOLL_LONGTERM): what lies in ZONE_MOVABLE or CMA is migrated first.
+  std::vector<Page*> mr;
+  for (VirtAddr c : chunks[1]) {
+    if (mr.size() * PAGE_SIZE >= (uint64_t{64} << 20)) break;
+    std::vector<Page*> part(chunk / PAGE_SIZE);
+    PinOwnerScope nic(PinOwnerKind::kDevice, "rdma0", "mr1");
+    const long n = pin_remote(*procs[1], c, part.size(), FOLL_WRITE | FOLL_LONGTERM, part.data());
+    if (n <= 0) break;
+    mr.insert(mr.end(), part.begin(), part.begin() + n);
+  }
+  const int64_t migrated_by_pins = ms.vmstat()[PGMIGRATE_SUCCESS] - migrated0;
+  // A direct-I/O style short-term pin of one page of process 2 in ZONE_MOVABLE,
+  // and a camera's of one page of process 3 in CMA.
+  auto in_cma = [&ms](const Page* p) {
+    const Pfn pfn = ms.page_to_pfn(p);
+    for (const CmaReservation& r : ms.cma_reservations()) {
+      if (pfn >= r.base_pfn && pfn < r.base_pfn + r.count) return true;
+    }
+    return false;
+  };
+  Page* dio = nullptr;
+  Page* cam = nullptr;
+  const VirtAddr dio_at = find_user_page(*procs[2], chunks[2], chunk, [](const Page* p) {
+    return page_zone(p)->type() == ZONE_MOVABLE;
+  });
+  if (dio_at.value() != 0) {
+    PinOwnerScope o("O_DIRECT read");
+    (void)pin_remote(*procs[2], dio_at, 1, FOLL_WRITE, &dio);
+  }
+  const VirtAddr cam_at = find_user_page(*procs[3], chunks[3], chunk, in_cma);
+  if (cam_at.value() != 0) {
+    PinOwnerScope o(PinOwnerKind::kDevice, "camera0", "capture");
+    (void)pin_remote(*procs[3], cam_at, 1, FOLL_WRITE, &cam);
+  }
+  say(fmt::format("step 4: device rdma0 long-term pinned {} pages of process 1 ({} migrated out of "
+                  "ZONE_MOVABLE and CMA first); process 2 has a short-term O_DIRECT pin in "
+                  "ZONE_MOVABLE{}\n",
+                  mr.size(), migrated_by_pins,
+                  cam != nullptr ? ", camera0 a short-term pin in CMA" : ""));
+
+  // Offline the top three movable blocks and the one the O_DIRECT pin is
+  // in, each under a 500 ms deadline (timeout(1) around the sysfs write).
+  std::vector<uint64_t> targets;
+  for (const MemoryBlock& b : ms.memory_blocks()) {
+    if (b.present && b.state == MemoryBlockState::kOnline && b.zone == ZONE_MOVABLE)
+      targets.push_back(b.id);
+  }
+  if (targets.size() > 3) targets.erase(targets.begin(), targets.end() - 3);
+  const uint64_t dio_block = dio != nullptr ? ms.memory_block_of(ms.page_to_pfn(dio)).id : ~0ull;
+  if (dio != nullptr && std::find(targets.begin(), targets.end(), dio_block) == targets.end())
+    targets.insert(targets.begin(), dio_block);
+  std::vector<uint64_t> offlined;
+  for (uint64_t id : targets) {
+    OfflineOptions opt;
+    opt.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(500);
+    OfflineResult res;
+    const int rc = hp.state_store(id, "offline", opt, &res);
+    if (rc == 0) {
+      offlined.push_back(id);
+      say(fmt::format("  memory{}: offline ({} pages migrated)\n", id, res.pages_migrated));
+      continue;
+    }
+    say(fmt::format("  memory{}: offline failed: {} ({}) after {} migration attempts; who pins:\n",
+                    id, Errno::from_neg(rc).name(), res.reason, res.migrate_attempts));
+    for (const PageBlocker& b : res.blocked.blockers)
+      say(fmt::format("    {}\n", format_blocker(b)));
+  }
+  const PhysMemoryMap map = snapshot_memory_map(ms);
+  say(fmt::format("  memory map: {} long-term pinned, {} pinned, {} unmovable, {} movable, {} free, "
+                  "{} offline pageblocks\n",
+                  map.count(PageblockState::kLongtermPinned), map.count(PageblockState::kPinned),
+                  map.count(PageblockState::kUnmovable), map.count(PageblockState::kMovable),
+                  map.count(PageblockState::kFree), map.count(PageblockState::kOffline)));
+
+  // CMA: the whole area, for a device that needs it contiguous.
+  bool ok = true;
+  for (size_t i = 0; i < cma.size(); ++i) {
+    Cma& area = cma.area(i);
+    CmaAllocResult res;
+    Page* got = cma.cma_alloc(&area, area.count(), 0, true, &res);
+    if (got == nullptr) {
+      say(fmt::format("  cma_alloc('{}', {} pages): failed {} after {} slots; who pins:\n",
+                      area.name(), area.count(), Errno::from_neg(res.err).name(), res.slots_tried));
+      for (const PageBlocker& b : res.blocked.blockers)
+        say(fmt::format("    {}\n", format_blocker(b)));
+    }
+    if (cam != nullptr) {
+      unpin_user_page(cam);
+      cam = nullptr;
+      if (got == nullptr) got = cma.cma_alloc(&area, area.count(), 0, true, &res);
+    }
+    if (got == nullptr) {
+      ok = false;
+      continue;
+    }
+    say(fmt::format("  cma_alloc('{}', {} pages): ok{}\n", area.name(), area.count(),
+                    res.slots_tried > 0 ? "" : ""));
+    ok = cma.cma_release(&area, got, area.count()) && ok;
+  }
+  if (cam != nullptr) unpin_user_page(cam);
+
+  // The O_DIRECT read completes: its block offlines now.
+  if (dio != nullptr) {
+    unpin_user_page(dio);
+    if (std::find(offlined.begin(), offlined.end(), dio_block) == offlined.end()) {
+      const int rc = hp.state_store(dio_block, "offline");
+      say(fmt::format("  after the O_DIRECT pin is released: memory{} offline {}\n", dio_block,
+                      rc == 0 ? "ok" : Errno::from_neg(rc).name()));
+      if (rc == 0) offlined.push_back(dio_block);
+      ok = ok && rc == 0;
+    }
+  }
+  // Everything back online, the NIC deregisters.
+  for (uint64_t id : offlined)
+    ok = hp.state_store(id, "online_movable") == 0 && ok;
+  unpin_user_pages_dirty_lock(mr, true);
+  const ValidationReport r = hp.validate();
+  ok = ok && r.ok() && cma.validate().ok();
+  return ok;
+}
+
 }  // namespace
 
 int run_foundation_demo(const MachineConfig& config, uint64_t seed, bool quiet) {
@@ -45,12 +206,12 @@ int run_foundation_demo(const MachineConfig& config, uint64_t seed, bool quiet) 
   MemorySystem& ms = **booted;
   std::mt19937_64 rng(seed);
   const int64_t free_at_boot = ms.vmstat()[NR_FREE_PAGES];
-  auto say = [quiet](const std::string& s) {
+  const std::function<void(const std::string&)> say = [quiet](const std::string& s) {
     if (!quiet) fmt::print("{}", s);
   };
 
-  say("pinmm run: built-in demo of the physical and vm layers (the scenario runner arrives "
-      "with the scenario issue)\n");
+  say("pinmm run: built-in demo of the physical, vm, gup, hotplug and CMA layers (the scenario "
+      "runner arrives with the scenario issue)\n");
   Bytes movable(0);
   for (const NodeConfig& n : config.nodes)
     movable = movable + n.movable;
@@ -85,6 +246,7 @@ int run_foundation_demo(const MachineConfig& config, uint64_t seed, bool quiet) 
   //    file; one of them forks, sharing its pages copy-on-write.
   const int64_t free_cma_before = ms.vmstat()[NR_FREE_CMA_PAGES];
   ValidationReport mid;
+  bool demo_ok = true;
   {
     VmContext vm(ms);
     constexpr int kProcesses = 4;
@@ -124,8 +286,15 @@ int run_foundation_demo(const MachineConfig& config, uint64_t seed, bool quiet) 
     // 3. Unmap every other chunk, let the child exit, free half the kernel
     //    allocations.
     for (int p = 0; p < kProcesses; ++p) {
-      for (size_t c = 0; c < chunks[p].size(); c += 2)
-        (void)vm_munmap(*procs[p], chunks[p][c], kChunk);
+      std::vector<VirtAddr> kept;
+      for (size_t c = 0; c < chunks[p].size(); ++c) {
+        if (c % 2 == 0) {
+          (void)vm_munmap(*procs[p], chunks[p][c], kChunk);
+        } else {
+          kept.push_back(chunks[p][c]);
+        }
+      }
+      chunks[p] = std::move(kept);
     }
     if (child.ok()) child->reset();
     for (size_t i = 0; i < kernel.size(); i += 2)
@@ -134,6 +303,10 @@ int run_foundation_demo(const MachineConfig& config, uint64_t seed, bool quiet) 
     say("step 3: unmapped every other chunk, the child exited, freed every other kernel "
         "allocation\n\n/proc/buddyinfo:\n");
     say(proc_buddyinfo(ms));
+
+    const bool pins_ok = pins_against_hotplug_and_cma(ms, procs, chunks, kChunk, say);
+    if (!pins_ok) say("step 4: something went wrong (see above)\n");
+    demo_ok = pins_ok;
 
     const VmStat s = ms.vmstat();
     say(fmt::format(
@@ -151,7 +324,7 @@ int run_foundation_demo(const MachineConfig& config, uint64_t seed, bool quiet) 
   const bool all_back = ms.vmstat()[NR_FREE_PAGES] == free_at_boot;
   say(fmt::format("audit: mid-run {}; after freeing everything {}; all pages back: {}\n",
                   mid.to_string(), end.to_string(), all_back ? "yes" : "NO"));
-  return mid.ok() && end.ok() && all_back ? 0 : 1;
+  return demo_ok && mid.ok() && end.ok() && all_back ? 0 : 1;
 }
 
 }  // namespace pinmm::cli

@@ -36,6 +36,24 @@ void MachineOptions::add_to(CLI::App& app) {
                  "vm.min_free_kbytes (default: computed as Linux does)");
   app.add_flag("--no-memmap-reserve", no_memmap_reserve,
                "Do not reserve boot memory for page descriptors");
+  app.add_option("--hotplug-space", hotplug_space,
+                 "Physical space above boot memory where memory can be hot-added")
+      ->capture_default_str();
+  app.add_option("--online-policy", online_policy, "memory_hotplug.online_policy")
+      ->check(CLI::IsMember({"contig-zones", "auto-movable"}))
+      ->capture_default_str();
+  app.add_option("--auto-movable-ratio", auto_movable_ratio,
+                 "memory_hotplug.auto_movable_ratio, in percent")
+      ->capture_default_str();
+  app.add_option("--memhp-default-state", memhp_default_state,
+                 "How hot-added memory is onlined (memhp_default_state=)")
+      ->check(CLI::IsMember({"offline", "online", "online_kernel", "online_movable"}))
+      ->capture_default_str();
+  app.add_flag("--movable-node", movable_node, "The movable_node boot option");
+  app.add_option("--longterm-pin-policy", longterm_pin_policy,
+                 "What FOLL_LONGTERM does with unpinnable memory (see `pinmm policies`)")
+      ->check(CLI::IsMember({"migrate", "in-place"}))
+      ->capture_default_str();
 }
 
 std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config() const {
@@ -44,6 +62,7 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
   const auto mov = parse_size(movable, "--movable", errs);
   const auto block = parse_size(block_size, "--block-size", errs);
   const auto section = parse_size(section_size, "--section-size", errs);
+  const auto hot_space = parse_size(hotplug_space, "--hotplug-space", errs);
   if (nodes < 1 || nodes > 64)
     errs.push_back(fmt::format("--nodes: {} is not between 1 and 64", nodes));
   if (!errs.empty()) return errs;
@@ -105,6 +124,17 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
   c.cpus = cpus;
   c.min_free_kbytes = min_free_kbytes;
   c.reserve_memmap = !no_memmap_reserve;
+  c.hotplug.space = *hot_space;
+  c.hotplug.online_policy =
+      online_policy == "auto-movable" ? OnlinePolicy::kAutoMovable : OnlinePolicy::kContigZones;
+  c.hotplug.auto_movable_ratio = auto_movable_ratio;
+  for (OnlineType t : {OnlineType::kOffline, OnlineType::kOnline, OnlineType::kOnlineKernel,
+                       OnlineType::kOnlineMovable}) {
+    if (memhp_default_state == online_type_name(t)) c.hotplug.default_online_type = t;
+  }
+  c.hotplug.movable_node = movable_node;
+  c.longterm_pin_policy =
+      longterm_pin_policy == "in-place" ? LongtermPinPolicy::kInPlace : LongtermPinPolicy::kMigrate;
   for (std::string& e : c.check())
     errs.push_back(std::move(e));
   if (!errs.empty()) return errs;

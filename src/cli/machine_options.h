@@ -3,7 +3,10 @@
 // --memory 4GiB --nodes 2 --movable 2GiB --cma 256MiB --cma name:64MiB@1
 // --hugepages 2MiB:16 --hugepages 1GiB:1@0 --block-size 128MiB
 // --section-size 128MiB --thp always|madvise|never --cpus 2
-// --min-free-kbytes N --no-memmap-reserve. Defaults: the Foundation
+// --min-free-kbytes N --no-memmap-reserve --hotplug-space 4GiB
+// --online-policy contig-zones|auto-movable --auto-movable-ratio 301
+// --memhp-default-state offline|online|online_kernel|online_movable
+// --movable-node --longterm-pin-policy migrate|in-place. Defaults: the Foundation
 // machine, 4GiB with 2GiB movable and a 256MiB CMA area named "reserved".
 #pragma once
 
@@ -30,6 +33,12 @@ struct MachineOptions {
   int cpus = 2;
   std::optional<uint64_t> min_free_kbytes;
   bool no_memmap_reserve = false;
+  std::string hotplug_space = "0";
+  std::string online_policy = "contig-zones";
+  unsigned auto_movable_ratio = 301;
+  std::string memhp_default_state = "offline";
+  bool movable_node = false;
+  std::string longterm_pin_policy = "migrate";
 
   void add_to(CLI::App& app);
   // The MachineConfig these options describe, or the problems with them

@@ -8,8 +8,12 @@
 #include "cli/demo.h"
 #include "cli/gup_test_cmd.h"
 #include "cli/machine_options.h"
+#include "pinmm/gup/gup.h"
+#include "pinmm/hotplug/memory_hotplug.h"
 #include "pinmm/migrate/target.h"
+#include "pinmm/phys/memory_map.h"
 #include "pinmm/report/proc.h"
+#include "pinmm/report/sysfs.h"
 #include "pinmm_version.h"
 
 namespace {
@@ -31,14 +35,31 @@ int dump(const pinmm::MachineConfig& config, const std::string& what) {
   if (what == "pagetypeinfo") fmt::print("{}", pinmm::proc_pagetypeinfo(**ms));
   if (what == "zoneinfo") fmt::print("{}", pinmm::proc_zoneinfo(**ms));
   if (what == "vmstat") fmt::print("{}", pinmm::proc_vmstat(**ms));
+  if (what == "memmap")
+    fmt::print("{}", pinmm::format_memory_map(**ms, pinmm::snapshot_memory_map(**ms)));
+  if (what == "memory-blocks") {
+    const pinmm::MemoryHotplug hp(**ms);
+    fmt::print("{}", pinmm::sysfs_memory_blocks(hp));
+  }
+  if (what == "cma") {
+    const pinmm::CmaAreas cma(**ms);
+    fmt::print("{}", pinmm::sysfs_cma(cma));
+  }
   return 0;
+}
+
+void print_policies(const char* title, std::span<const pinmm::PolicyInfo> list) {
+  fmt::print("{}:\n", title);
+  for (const pinmm::PolicyInfo& p : list)
+    fmt::print("  {:<24} {}\n", p.name, p.description);
 }
 
 // The named policies of each layer: name and what it does.
 int policies() {
-  fmt::print("migration targets (migrate/):\n");
-  for (const pinmm::MigrationPolicyInfo& p : pinmm::migration_target_policies())
-    fmt::print("  {:<24} {}\n", p.name, p.description);
+  print_policies("migration targets (migrate/)", pinmm::migration_target_policies());
+  print_policies("long-term pins (gup/, --longterm-pin-policy)", pinmm::longterm_pin_policies());
+  print_policies("online zone choice (hotplug/, --online-policy)", pinmm::online_policies());
+  print_policies("offline retries (hotplug/, OfflineOptions)", pinmm::offline_retry_policies());
   return 0;
 }
 
@@ -49,11 +70,16 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("pinmm ") + PINMM_VERSION);
   app.require_subcommand(1);
 
-  auto* dump_cmd = app.add_subcommand("dump", "Print a /proc file of a freshly booted machine");
+  auto* dump_cmd =
+      app.add_subcommand("dump", "Print a /proc or sysfs file of a freshly booted machine");
   std::string what;
-  dump_cmd->add_option("what", what, "buddyinfo, pagetypeinfo, zoneinfo or vmstat")
+  dump_cmd
+      ->add_option("what", what,
+                   "buddyinfo, pagetypeinfo, zoneinfo, vmstat (/proc), memory-blocks, cma "
+                   "(sysfs) or memmap (the physical memory map)")
       ->required()
-      ->check(CLI::IsMember({"buddyinfo", "pagetypeinfo", "zoneinfo", "vmstat"}));
+      ->check(CLI::IsMember(
+          {"buddyinfo", "pagetypeinfo", "zoneinfo", "vmstat", "memory-blocks", "cma", "memmap"}));
   pinmm::cli::MachineOptions dump_machine;
   dump_machine.add_to(*dump_cmd);
 

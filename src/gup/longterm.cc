@@ -98,7 +98,7 @@ void log_migration_failure(MemorySystem& ms, ListHead* list, int rc) {
   op.operation = "pin_user_pages(FOLL_LONGTERM)";
   op.detail = "migrating unpinnable folios failed";
   op.err = -ENOMEM;
-  for (PageBlocker& b : describe_migration_list(ms, list, rc < 0 ? rc : -EAGAIN))
+  for (PageBlocker& b : describe_migration_list(ms, list, rc))
     add_blocker(op, std::move(b));
   ms.blocker_log().add(std::move(op));
 }

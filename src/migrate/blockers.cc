@@ -87,6 +87,9 @@ PageBlocker describe_blocker(MemorySystem& ms, Pfn pfn, BlockReason observed, in
 }
 
 std::vector<PageBlocker> describe_migration_list(MemorySystem& ms, ListHead* list, int err) {
+  // migrate_pages returns how many folios failed; each of those failed its
+  // own attempt with -EAGAIN (busy) once the retries ran out.
+  if (err > 0) err = -EAGAIN;
   std::vector<PageBlocker> out;
   for (ListHead* pos = list->load_next(); pos != list; pos = pos->load_next()) {
     const Folio* folio = folio_of_lru(pos);

@@ -33,8 +33,9 @@ int folio_expected_ref_count(const Folio* folio);
 PageBlocker describe_blocker(MemorySystem& ms, Pfn pfn, BlockReason observed, int err = 0,
                              bool isolated = false);
 
-// The folios left on `list` after migrate_pages failed with `err` (they are
-// still isolated).
+// The folios left on `list` after migrate_pages returned `err` (a negative
+// errno, or a count of failed folios, recorded as -EAGAIN); they are still
+// isolated.
 std::vector<PageBlocker> describe_migration_list(MemorySystem& ms, ListHead* list, int err);
 
 // Appends `blocker` to `op` unless `op` already names its folio (an
