@@ -389,8 +389,9 @@ TEST_F(CmaTest, ConcurrentCmaAllocAgainstPageFaults) {
       current().set_mm(nullptr);
     });
   }
+  // At least 60 allocations, and until the workers have done 20 rounds.
   int got = 0;
-  for (int i = 0; i < 60; ++i) {
+  for (int i = 0; i < 60 || rounds.load() < 20; ++i) {
     const uint64_t count = kBlock * (1 + static_cast<uint64_t>(i) % 3);
     if (Page* p = cma.cma_alloc(area, count, pageblock_order, true)) {
       ++got;

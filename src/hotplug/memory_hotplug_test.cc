@@ -558,8 +558,10 @@ TEST_F(Hotplug, ConcurrentOfflineOnlineWhileFaultingAndPinning) {
       current().set_mm(nullptr);
     });
   }
+  // At least three passes over the movable blocks, and until the workers
+  // have done 20 rounds between them, so the two really overlap.
   uint64_t offlined = 0;
-  for (int pass = 0; pass < 3; ++pass) {
+  for (int pass = 0; pass < 3 || rounds.load() < 20; ++pass) {
     for (uint64_t b = kFirstMovableBlock; b < kFirstMovableBlock + 8; ++b) {
       OfflineOptions opt;
       opt.deadline = std::chrono::steady_clock::now() + milliseconds(2000);

@@ -19,8 +19,9 @@
 // beyond the result.
 //
 // Thread safety: a lockless snapshot; pages changing meanwhile may be
-// counted in their old or new state. Take it at a checkpoint for exact
-// numbers.
+// counted in their old or new state. Memory blocks must not change state
+// during it (their zone and presence are read without the hotplug lock):
+// take it at a checkpoint.
 #pragma once
 
 #include <array>
