@@ -43,8 +43,8 @@ void BM_OfflineBlockOfMovablePages(benchmark::State& state) {
   MemoryHotplug hp(*ms);
   MmHandle mm = Mm::create(vm);
   populate(*mm, 120 * kMiB, thp);
-  const uint64_t first = ms->zone(0, ZONE_MOVABLE).zone_start_pfn().value() /
-                         ms->block_pages().value();
+  const uint64_t first =
+      ms->zone(0, ZONE_MOVABLE).zone_start_pfn().value() / ms->block_pages().value();
   uint64_t pages = 0;
   for (auto _ : state) {
     // The block with more pages in use.
@@ -66,7 +66,11 @@ void BM_OfflineBlockOfMovablePages(benchmark::State& state) {
   }
   state.SetItemsProcessed(static_cast<int64_t>(pages));
 }
-BENCHMARK(BM_OfflineBlockOfMovablePages)->Arg(0)->Arg(1)->ArgName("thp")->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_OfflineBlockOfMovablePages)
+    ->Arg(0)
+    ->Arg(1)
+    ->ArgName("thp")
+    ->Unit(benchmark::kMillisecond);
 
 // Offlining and onlining a free 128 MiB block: the mechanism alone.
 void BM_OfflineOnlineFreeBlock(benchmark::State& state) {

@@ -15,9 +15,9 @@
 #include "pinmm/hotplug/memory_hotplug.h"
 #include "pinmm/phys/kernel_pages.h"
 #include "pinmm/phys/memory_map.h"
-#include "pinmm/phys/pin_owners.h"
 #include "pinmm/phys/page_alloc.h"
 #include "pinmm/phys/pageblock.h"
+#include "pinmm/phys/pin_owners.h"
 #include "pinmm/report/proc.h"
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/mmap.h"
@@ -108,11 +108,11 @@ bool pins_against_hotplug_and_cma(MemorySystem& ms, std::vector<MmHandle>& procs
     PinOwnerScope o(PinOwnerKind::kDevice, "camera0", "capture");
     (void)pin_remote(*procs[3], cam_at, 1, FOLL_WRITE, &cam);
   }
-  say(fmt::format("step 4: device rdma0 long-term pinned {} pages of process 1 ({} migrated out of "
-                  "ZONE_MOVABLE and CMA first); process 2 has a short-term O_DIRECT pin in "
-                  "ZONE_MOVABLE{}\n",
-                  mr.size(), migrated_by_pins,
-                  cam != nullptr ? ", camera0 a short-term pin in CMA" : ""));
+  say(fmt::format(
+      "step 4: device rdma0 long-term pinned {} pages of process 1 ({} migrated out of "
+      "ZONE_MOVABLE and CMA first); process 2 has a short-term O_DIRECT pin in "
+      "ZONE_MOVABLE{}\n",
+      mr.size(), migrated_by_pins, cam != nullptr ? ", camera0 a short-term pin in CMA" : ""));
 
   // Offline the top three movable blocks and the one the O_DIRECT pin is
   // in, each under a 500 ms deadline (timeout(1) around the sysfs write).
@@ -142,11 +142,12 @@ bool pins_against_hotplug_and_cma(MemorySystem& ms, std::vector<MmHandle>& procs
       say(fmt::format("    {}\n", format_blocker(b)));
   }
   const PhysMemoryMap map = snapshot_memory_map(ms);
-  say(fmt::format("  memory map: {} long-term pinned, {} pinned, {} unmovable, {} movable, {} free, "
-                  "{} offline pageblocks\n",
-                  map.count(PageblockState::kLongtermPinned), map.count(PageblockState::kPinned),
-                  map.count(PageblockState::kUnmovable), map.count(PageblockState::kMovable),
-                  map.count(PageblockState::kFree), map.count(PageblockState::kOffline)));
+  say(fmt::format(
+      "  memory map: {} long-term pinned, {} pinned, {} unmovable, {} movable, {} free, "
+      "{} offline pageblocks\n",
+      map.count(PageblockState::kLongtermPinned), map.count(PageblockState::kPinned),
+      map.count(PageblockState::kUnmovable), map.count(PageblockState::kMovable),
+      map.count(PageblockState::kFree), map.count(PageblockState::kOffline)));
 
   // CMA: the whole area, for a device that needs it contiguous.
   bool ok = true;

@@ -134,8 +134,9 @@ Page* CmaAreas::cma_alloc(Cma* cma, uint64_t count, unsigned align, bool no_warn
     cma->clear_bitmap(pfn, count);
     if (ret != -EBUSY) break;
     ++res.busy_retries;
-    PINMM_TRACE(ms_.tracer(), cma_alloc_busy_retry, "name={} pfn={:#x} page={:016x} count={} align={}",
-                name, pfn.value(), page_vmemmap_address(ms_.pfn_to_page(pfn)), count, align);
+    PINMM_TRACE(ms_.tracer(), cma_alloc_busy_retry,
+                "name={} pfn={:#x} page={:016x} count={} align={}", name, pfn.value(),
+                page_vmemmap_address(ms_.pfn_to_page(pfn)), count, align);
     // Try again a bit further on.
     start = bitmap_no + mask + 1;
   }
@@ -154,8 +155,8 @@ Page* CmaAreas::cma_alloc(Cma* cma, uint64_t count, unsigned align, bool no_warn
   ms_.events().inc(CMA_ALLOC_FAIL);
   cma->alloc_fail_.fetch_add(count, std::memory_order_relaxed);
   res.blocked.err = res.err;
-  res.blocked.detail = fmt::format("{}: alloc failed, req-size: {} pages, ret: {}", cma->name(),
-                                   count, res.err);
+  res.blocked.detail =
+      fmt::format("{}: alloc failed, req-size: {} pages, ret: {}", cma->name(), count, res.err);
   ms_.blocker_log().add(res.blocked);
   return nullptr;
 }

@@ -120,8 +120,9 @@ TEST_F(CmaTest, FreeRangeIsAllocatedAndReleased) {
   EXPECT_EQ(recs[1].text,
             fmt::format("name=reserved pfn={:#x} page={:016x} count={} align=0 errorno=0",
                         area->base_pfn().value(), page_vmemmap_address(page), kBlock));
-  EXPECT_EQ(recs[2].text, fmt::format("name=reserved pfn={:#x} page={:016x} count={}",
-                                      area->base_pfn().value(), page_vmemmap_address(page), kBlock));
+  EXPECT_EQ(recs[2].text,
+            fmt::format("name=reserved pfn={:#x} page={:016x} count={}", area->base_pfn().value(),
+                        page_vmemmap_address(page), kBlock));
   // And again.
   Page* again = cma.cma_alloc(area, kBlock, 0, false);
   EXPECT_EQ(again, page);
@@ -310,9 +311,9 @@ TEST_F(CmaTest, UnmovableRangeIsRefusedAtIsolation) {
   ASSERT_FALSE(in_area(k)) << "kernel memory never comes from CMA";
   const Pfn block = pageblock_start_pfn(m.ms->page_to_pfn(k));
   BlockedOperation op;
-  EXPECT_EQ(alloc_contig_range(*m.ms, block, block + PageCount(kBlock), MIGRATE_MOVABLE, GFP_KERNEL,
-                               &op),
-            -EBUSY);
+  EXPECT_EQ(
+      alloc_contig_range(*m.ms, block, block + PageCount(kBlock), MIGRATE_MOVABLE, GFP_KERNEL, &op),
+      -EBUSY);
   ASSERT_EQ(op.blockers.size(), 1u);
   EXPECT_EQ(op.blockers[0].reason, BlockReason::kUnmovable);
   EXPECT_EQ(op.blockers[0].kernel_owner, "gpu-ring");
@@ -377,7 +378,8 @@ TEST_F(CmaTest, ConcurrentCmaAllocAgainstPageFaults) {
                          MAP_PRIVATE | MAP_ANONYMOUS);
         ASSERT_TRUE(a.ok());
         for (uint64_t i = 0; i < kPages; ++i)
-          ASSERT_TRUE(write_user<uint64_t>(*mm, *a + i * PAGE_SIZE, (r << 20) | (w << 16) | i).ok());
+          ASSERT_TRUE(
+              write_user<uint64_t>(*mm, *a + i * PAGE_SIZE, (r << 20) | (w << 16) | i).ok());
         for (uint64_t i = 0; i < kPages; ++i) {
           auto v = read_user<uint64_t>(*mm, *a + i * PAGE_SIZE);
           ASSERT_TRUE(v.ok());

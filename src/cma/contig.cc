@@ -23,8 +23,8 @@ constexpr uint64_t COMPACT_CLUSTER_MAX = 32;  // SWAP_CLUSTER_MAX pages per batc
 // mask migration allocates with.
 int verify_gfp_mask(Gfp gfp, Gfp* cc_gfp) {
   const Gfp reclaim_mask = __GFP_IO | __GFP_FS | __GFP_RECLAIM;
-  const Gfp action_mask = __GFP_COMP | __GFP_RETRY_MAYFAIL | __GFP_NOWARN | __GFP_ZERO |
-                          __GFP_ZEROTAGS;
+  const Gfp action_mask =
+      __GFP_COMP | __GFP_RETRY_MAYFAIL | __GFP_NOWARN | __GFP_ZERO | __GFP_ZEROTAGS;
   const Gfp cc_action_mask = __GFP_RETRY_MAYFAIL | __GFP_NOWARN;
   // Placement hints are irrelevant for a given range.
   gfp &= ~(GFP_ZONEMASK | __GFP_RECLAIMABLE | __GFP_WRITE | __GFP_HARDWALL | __GFP_THISNODE |
@@ -144,8 +144,7 @@ int alloc_contig_range(MemorySystem& ms, Pfn start, Pfn end, MigrateType migrate
     const Pfn outer_start = zone.free_block_start(start);
     Pfn busy{0};
     if (test_pages_isolated(ms, outer_start, end, 0, &busy) != 0) {
-      if (blocked != nullptr)
-        add_blocker(*blocked, describe_blocker(ms, busy, BlockReason::kBusy));
+      if (blocked != nullptr) add_blocker(*blocked, describe_blocker(ms, busy, BlockReason::kBusy));
       ret = -EBUSY;
     } else {
       const Pfn outer_end = zone.take_free_blocks(outer_start, end);

@@ -6,8 +6,8 @@
 #include <span>
 
 #include "gup/internal.h"
-#include "pinmm/gup/gup.h"
 #include "pinmm/base/task.h"
+#include "pinmm/gup/gup.h"
 #include "pinmm/gup/pin.h"
 #include "pinmm/migrate/blockers.h"
 #include "pinmm/migrate/migrate.h"
@@ -115,7 +115,8 @@ long migrate_unpinnable(MemorySystem& ms, PagesOrFolios& pofs, ListHead* list) {
     mtc.nid = NUMA_NO_NODE;
     mtc.gfp_mask = GFP_USER | __GFP_NOWARN;
     mtc.reason = MR_LONGTERM_PIN;
-    const int rc = migrate_pages(ms, list, migration_target(ms, mtc), MIGRATE_SYNC, MR_LONGTERM_PIN);
+    const int rc =
+        migrate_pages(ms, list, migration_target(ms, mtc), MIGRATE_SYNC, MR_LONGTERM_PIN);
     if (rc != 0) {
       ret = -ENOMEM;
       log_migration_failure(ms, list, rc);
@@ -147,8 +148,7 @@ std::span<const PolicyInfo> longterm_pin_policies() { return kLongtermPolicies; 
 
 long __gup_longterm_locked(Mm& mm, unsigned long start, unsigned long nr_pages, Page** pages,
                            int* locked, Foll flags) {
-  if (!any(flags & FOLL_LONGTERM) ||
-      mm.ms().longterm_pin_policy() == LongtermPinPolicy::kInPlace)
+  if (!any(flags & FOLL_LONGTERM) || mm.ms().longterm_pin_policy() == LongtermPinPolicy::kInPlace)
     return __get_user_pages_locked(mm, start, nr_pages, pages, locked, flags);
   // Every allocation below, faults included, avoids ZONE_MOVABLE and CMA.
   const unsigned scope = memalloc_pin_save();

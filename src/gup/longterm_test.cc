@@ -129,9 +129,9 @@ TEST_F(Longterm, InPlacePolicyPinsMovableMemoryWhereItLies) {
   std::vector<Page*> pages;
   ASSERT_EQ(pin(a, 4, pages), 4);
   std::vector<Page*> fast(4);
-  ASSERT_EQ(pin_user_pages_fast((a + 4 * PAGE_SIZE).value(), 4, FOLL_WRITE | FOLL_LONGTERM,
-                                fast.data()),
-            4);
+  ASSERT_EQ(
+      pin_user_pages_fast((a + 4 * PAGE_SIZE).value(), 4, FOLL_WRITE | FOLL_LONGTERM, fast.data()),
+      4);
   for (Page* p : pages)
     EXPECT_EQ(page_zone(p)->type(), ZONE_MOVABLE);
   for (Page* p : fast)

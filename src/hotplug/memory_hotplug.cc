@@ -492,8 +492,8 @@ std::string MemoryHotplug::valid_zones(uint64_t block) const {
   if (block >= blocks.size() || !blocks[block].present) return {};
   const MemoryBlock& mb = blocks[block];
   if (load_state(mb) == MemoryBlockState::kOnline) return zone_type_name(mb.zone);
-  const Zone& def = zone_for_pfn_range(OnlineType::kOnline, mb.nid, mb.group, mb.start_pfn,
-                                       mb.nr_pages);
+  const Zone& def =
+      zone_for_pfn_range(OnlineType::kOnline, mb.nid, mb.group, mb.start_pfn, mb.nr_pages);
   std::string out = def.name();
   for (OnlineType t : {OnlineType::kOnlineKernel, OnlineType::kOnlineMovable}) {
     const Zone& z = zone_for_pfn_range(t, mb.nid, mb.group, mb.start_pfn, mb.nr_pages);
@@ -569,8 +569,7 @@ ValidationReport MemoryHotplug::validate() const {
   for (const MemoryBlock& mb : ms_.memory_blocks()) {
     if (!mb.present) continue;
     const MemoryBlockState s = load_state(mb);
-    if (s == MemoryBlockState::kGoingOffline)
-      r.fail("memory{} is left going-offline", mb.id);
+    if (s == MemoryBlockState::kGoingOffline) r.fail("memory{} is left going-offline", mb.id);
     if (mb.group == kNoMemoryGroup || s != MemoryBlockState::kOnline) continue;
     if (static_cast<size_t>(mb.group) >= groups.size()) {
       r.fail("memory{} is in group {}, which does not exist", mb.id, mb.group);

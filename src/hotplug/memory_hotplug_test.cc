@@ -413,10 +413,9 @@ TEST_F(Hotplug, NotifiersSeeTheEventsAndMayVeto) {
   veto = false;
   ASSERT_EQ(hp.state_store(b, "online"), 0);
   hp.unregister_memory_notifier(id);
-  EXPECT_EQ(seen, (std::vector<MemoryNotifyEvent>{MEM_GOING_OFFLINE, MEM_CANCEL_OFFLINE,
-                                                  MEM_GOING_OFFLINE, MEM_OFFLINE, MEM_GOING_ONLINE,
-                                                  MEM_CANCEL_ONLINE, MEM_GOING_ONLINE,
-                                                  MEM_ONLINE}));
+  EXPECT_EQ(seen, (std::vector<MemoryNotifyEvent>{
+                      MEM_GOING_OFFLINE, MEM_CANCEL_OFFLINE, MEM_GOING_OFFLINE, MEM_OFFLINE,
+                      MEM_GOING_ONLINE, MEM_CANCEL_ONLINE, MEM_GOING_ONLINE, MEM_ONLINE}));
   expect_all_valid();
 }
 
@@ -477,7 +476,8 @@ TEST(HotplugAutoMovable, EightGiBTakesTwentyFourGiBMovable) {
   EXPECT_EQ(group.present_movable_pages, 0u);
   EXPECT_EQ(ms->zone(0, ZONE_NORMAL).present_early_pages(), Bytes::GiB(8).pages().value());
   // Hot-added page descriptors came from kernel memory: 64 bytes a page.
-  EXPECT_EQ(ms->vmstat()[NR_MEMMAP_PAGES], static_cast<int64_t>(Bytes::GiB(25).value() / 64 / 4096));
+  EXPECT_EQ(ms->vmstat()[NR_MEMMAP_PAGES],
+            static_cast<int64_t>(Bytes::GiB(25).value() / 64 / 4096));
   const auto r = hp.validate();
   EXPECT_TRUE(r.ok()) << r.to_string();
 }

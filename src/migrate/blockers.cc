@@ -104,7 +104,8 @@ void add_blocker(BlockedOperation& op, PageBlocker blocker) {
     if (b.folio_pfn == blocker.folio_pfn) return;
   }
   ++op.nr_blockers;
-  if (op.blockers.size() < BlockedOperation::kMaxBlockers) op.blockers.push_back(std::move(blocker));
+  if (op.blockers.size() < BlockedOperation::kMaxBlockers)
+    op.blockers.push_back(std::move(blocker));
 }
 
 }  // namespace pinmm

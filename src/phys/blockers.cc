@@ -23,9 +23,9 @@ const char* block_reason_name(BlockReason r) {
 }
 
 std::string format_blocker(const PageBlocker& b) {
-  std::string s = fmt::format("pfn {:#x} ({}, {} page{}): {}", b.pfn.value(),
-                              b.kind.empty() ? "page" : b.kind, b.nr_pages,
-                              b.nr_pages == 1 ? "" : "s", block_reason_name(b.reason));
+  std::string s =
+      fmt::format("pfn {:#x} ({}, {} page{}): {}", b.pfn.value(), b.kind.empty() ? "page" : b.kind,
+                  b.nr_pages, b.nr_pages == 1 ? "" : "s", block_reason_name(b.reason));
   if (b.reason == BlockReason::kPinned) s += fmt::format(" x{}", b.pins);
   if (!b.kernel_owner.empty()) s += fmt::format(" by '{}'", b.kernel_owner);
   s += fmt::format(" refcount {} mapcount {} (expected {})", b.refcount, b.mapcount,

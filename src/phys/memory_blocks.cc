@@ -108,8 +108,7 @@ Result<void> MemorySystem::remove_memory_blocks(Pfn start, PageCount nr) {
   const unsigned max_order = std::min<unsigned>(pageblock_order, std::bit_width(per_block) - 1);
   for (Pfn b = start; b < start + nr; b += block_pages()) {
     MemoryBlock& mb = memory_block_of(b);
-    if (!mb.memmap_pages.empty())
-      vm_stats_.add(NR_MEMMAP_PAGES, -static_cast<int64_t>(per_block));
+    if (!mb.memmap_pages.empty()) vm_stats_.add(NR_MEMMAP_PAGES, -static_cast<int64_t>(per_block));
     for (Page* p : mb.memmap_pages)
       __free_pages(p, Order(max_order));
     mb.memmap_pages.clear();

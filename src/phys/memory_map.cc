@@ -116,8 +116,7 @@ PhysMemoryMap snapshot_memory_map(const MemorySystem& ms) {
 std::string format_memory_map(const MemorySystem& ms, const PhysMemoryMap& map) {
   std::string out;
   // One row per memory block, wrapped at 64 pageblocks (128 MiB).
-  const uint64_t per_block =
-      std::min<uint64_t>(ms.block_pages().value() / pageblock_nr_pages, 64);
+  const uint64_t per_block = std::min<uint64_t>(ms.block_pages().value() / pageblock_nr_pages, 64);
   for (size_t i = 0; i < map.blocks.size(); i += per_block) {
     const PageblockInfo& first = map.blocks[i];
     const uint64_t id = first.start.value() / ms.block_pages().value();

@@ -46,9 +46,8 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
     return frames.error();
   }
 
-  std::unique_ptr<MemorySystem> ms(new MemorySystem(config, boot_pfns, nr_pfns,
-                                                    static_cast<Page*>(map),
-                                                    std::move(frames).value()));
+  std::unique_ptr<MemorySystem> ms(new MemorySystem(
+      config, boot_pfns, nr_pfns, static_cast<Page*>(map), std::move(frames).value()));
   ms->build_topology();
   ms->init_memmap();
   ms->init_zero_page();
@@ -419,8 +418,7 @@ std::string MemorySystem::owner_name(uint32_t id) const {
 }
 
 uint64_t MemorySystem::metadata_bytes() const {
-  return nr_pfns_ * sizeof(Page) + pageblock_flags_.bytes() +
-         nr_pfns_ / section_pages().value() +
+  return nr_pfns_ * sizeof(Page) + pageblock_flags_.bytes() + nr_pfns_ / section_pages().value() +
          static_cast<uint64_t>(nodes_.size()) * (sizeof(Node) + MAX_NR_ZONES * sizeof(Zone)) +
          blocks_.capacity() * sizeof(MemoryBlock) + sizeof(MemorySystem);
 }

@@ -388,7 +388,8 @@ Pfn Zone::take_free_blocks(Pfn start, Pfn end) {
 
 void Zone::adjust_nr_isolate_pageblock(int64_t delta) {
   SpinGuard g(lock);
-  nr_isolate_pageblock_ = static_cast<uint64_t>(static_cast<int64_t>(nr_isolate_pageblock_) + delta);
+  nr_isolate_pageblock_ =
+      static_cast<uint64_t>(static_cast<int64_t>(nr_isolate_pageblock_) + delta);
 }
 
 // Falling back to another type: take the whole pageblock when the block is

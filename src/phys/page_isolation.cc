@@ -127,8 +127,9 @@ int test_pages_isolated(MemorySystem& ms, Pfn start, Pfn end, int flags, Pfn* bu
     if (fin < end) ret = -EBUSY;
   }
   if (ret != 0 && busy != nullptr) *busy = fin;
-  PINMM_TRACE(ms.tracer(), test_pages_isolated, "start_pfn={:#x} end_pfn={:#x} fin_pfn={:#x} ret={}",
-              start.value(), end.value(), fin.value(), ret == 0 ? "success" : "fail");
+  PINMM_TRACE(ms.tracer(), test_pages_isolated,
+              "start_pfn={:#x} end_pfn={:#x} fin_pfn={:#x} ret={}", start.value(), end.value(),
+              fin.value(), ret == 0 ? "success" : "fail");
   return ret;
 }
 

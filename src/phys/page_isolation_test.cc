@@ -47,8 +47,9 @@ TEST_F(PageIsolationRange, FreeBlocksIsolateAndPassTheTest) {
   EXPECT_EQ(test_pages_isolated(*ms, s, e, MEMORY_OFFLINE), 0);
   const auto records = ms->tracer().records();
   ASSERT_FALSE(records.empty());
-  EXPECT_EQ(records.back().text, fmt::format("start_pfn={:#x} end_pfn={:#x} fin_pfn={:#x} ret=success",
-                                             s.value(), e.value(), e.value()));
+  EXPECT_EQ(records.back().text,
+            fmt::format("start_pfn={:#x} end_pfn={:#x} fin_pfn={:#x} ret=success", s.value(),
+                        e.value(), e.value()));
   // Isolating it again is -EBUSY.
   EXPECT_EQ(start_isolate_page_range(*ms, s, e, MIGRATE_MOVABLE, 0), -EBUSY);
   undo_isolate_page_range(*ms, s, e, MIGRATE_MOVABLE);

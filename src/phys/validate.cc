@@ -134,7 +134,8 @@ void check_pfn_states(const MemorySystem& ms, const Zone& z, std::vector<PfnStat
   for (Pfn pfn = zstart; pfn < z.zone_end_pfn(); ++pfn) {
     PfnState& s = state[(pfn - zstart).value()];
     if (!pfn_in_zone(ms, z, pfn)) {
-      if (s == PfnState::kFree) r.fail("free pfn {:#x} is not online memory of the zone", pfn.value());
+      if (s == PfnState::kFree)
+        r.fail("free pfn {:#x} is not online memory of the zone", pfn.value());
       continue;
     }
     const Page* page = ms.pfn_to_page(pfn);

@@ -6,8 +6,7 @@ namespace pinmm {
 
 std::string sysfs_memory_blocks(const MemoryHotplug& hp) {
   const MemorySystem& ms = hp.ms();
-  std::string out =
-      fmt::format("block_size_bytes={:x}\n", ms.block_pages().value() << PAGE_SHIFT);
+  std::string out = fmt::format("block_size_bytes={:x}\n", ms.block_pages().value() << PAGE_SHIFT);
   for (const MemoryBlock& b : ms.memory_blocks()) {
     if (!b.present) continue;
     // phys_index is the first section number, in hex with 8 digits.

@@ -39,31 +39,32 @@ const char* block_reason_name(BlockReason r);  // "pinned", "extra references", 
 
 // One page that blocked an operation.
 struct PageBlocker {
-  Pfn pfn;            // the page that blocked
-  Pfn folio_pfn;      // the head of its folio
+  Pfn pfn;        // the page that blocked
+  Pfn folio_pfn;  // the head of its folio
   uint64_t nr_pages = 1;
   BlockReason reason = BlockReason::kBusy;
-  std::string kind;   // "anon", "file", "shmem", "hugetlb", "slab", "page table", "reserved", …
+  std::string kind;  // "anon", "file", "shmem", "hugetlb", "slab", "page table", "reserved", …
   int refcount = 0;
   int mapcount = 0;
-  int expected_refs = 0;  // what mappings, caches and an isolation account for
-  uint64_t pins = 0;      // pincount, or the pins the small-folio bias implies
-  int err = 0;            // the migration or isolation errno, if any
-  std::string kernel_owner;     // kmalloc_pages owner tag
+  int expected_refs = 0;         // what mappings, caches and an isolation account for
+  uint64_t pins = 0;             // pincount, or the pins the small-folio bias implies
+  int err = 0;                   // the migration or isolation errno, if any
+  std::string kernel_owner;      // kmalloc_pages owner tag
   std::vector<PinOwner> owners;  // from the pin-owner table, oldest first
 };
 
 // One line per blocker, as the CLI prints it:
-//   pfn 0x1234 (anon, 1 page): pinned x1 refcount 1025 (expected 1): task 7 'app' [rdma mr0] via pin_user_pages_fast longterm seq 3
+//   pfn 0x1234 (anon, 1 page): pinned x1 refcount 1025 (expected 1): task 7 'app' [rdma mr0] via
+//   pin_user_pages_fast longterm seq 3
 std::string format_blocker(const PageBlocker& b);
 
 // A failed operation and what blocked it.
 struct BlockedOperation {
-  uint64_t seq = 0;        // the log's sequence number (deterministic)
-  std::string operation;   // "offline_pages", "alloc_contig_range", "pin_user_pages" …
-  std::string detail;      // the reason string (offline_pages' "signal backoff" …)
-  int err = 0;             // what the operation returned
-  Pfn start, end;          // the range it worked on, if any
+  uint64_t seq = 0;       // the log's sequence number (deterministic)
+  std::string operation;  // "offline_pages", "alloc_contig_range", "pin_user_pages" …
+  std::string detail;     // the reason string (offline_pages' "signal backoff" …)
+  int err = 0;            // what the operation returned
+  Pfn start, end;         // the range it worked on, if any
   std::vector<PageBlocker> blockers;
   // Distinct folios found blocking; `blockers` keeps the first kMaxBlockers
   // (past those, a folio met twice counts twice).

@@ -8,8 +8,8 @@
 // reserved pages are always unmovable; in ZONE_MOVABLE everything else is
 // assumed movable (pinned pages are not detected here); elsewhere a page
 // must be free, on the LRU, movable_ops, part of a hugetlb folio (in use
-// and migratable, or free and dissolvable) or of an LRU/movable THP. CMA blocks count as movable only when the
-// caller isolates for MIGRATE_CMA.
+// and migratable, or free and dissolvable) or of an LRU/movable THP. CMA blocks count as movable
+// only when the caller isolates for MIGRATE_CMA.
 //
 // pinmm isolates whole pageblocks: for a range that starts or ends inside a
 // block, only the range's part is checked for unmovable pages, but the whole
@@ -49,10 +49,10 @@ int start_isolate_page_range(MemorySystem& ms, Pfn start, Pfn end, MigrateType m
 // Gives every isolated pageblock covering [start, end) back `migratetype`.
 void undo_isolate_page_range(MemorySystem& ms, Pfn start, Pfn end, MigrateType migratetype);
 
-// For a range within one zone: 0 if every pageblock covering [start, end) is isolated and every page of
-// the range is free (or, with MEMORY_OFFLINE, hwpoisoned or an unreferenced
-// PageOffline page); else -EBUSY with *busy (if not nullptr) the first PFN
-// that is not. Emits the test_pages_isolated trace event.
+// For a range within one zone: 0 if every pageblock covering [start, end) is isolated and every
+// page of the range is free (or, with MEMORY_OFFLINE, hwpoisoned or an unreferenced PageOffline
+// page); else -EBUSY with *busy (if not nullptr) the first PFN that is not. Emits the
+// test_pages_isolated trace event.
 int test_pages_isolated(MemorySystem& ms, Pfn start, Pfn end, int flags, Pfn* busy = nullptr);
 
 }  // namespace pinmm
