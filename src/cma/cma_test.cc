@@ -47,19 +47,10 @@ class CmaTest : public ::testing::Test {
     return pfn >= area->base_pfn() && pfn < area_end();
   }
   VirtAddr populate(uint64_t pages, uint64_t seed) {
-    const VirtAddr a = testing::map_anon(*mm, pages * PAGE_SIZE);
-    EXPECT_TRUE(do_madvise(*mm, a, pages * PAGE_SIZE, MADV_NOHUGEPAGE).ok());
-    for (uint64_t i = 0; i < pages; ++i)
-      EXPECT_TRUE(write_user<uint64_t>(*mm, a + i * PAGE_SIZE, seed * 100000 + i).ok());
-    lru_add_drain_all(*m.ms);
-    return a;
+    return testing::map_pattern(*mm, pages, seed);
   }
   void expect_pattern(VirtAddr a, uint64_t pages, uint64_t seed) {
-    for (uint64_t i = 0; i < pages; ++i) {
-      auto v = read_user<uint64_t>(*mm, a + i * PAGE_SIZE);
-      ASSERT_TRUE(v.ok());
-      ASSERT_EQ(*v, seed * 100000 + i) << "page " << i;
-    }
+    testing::expect_pattern(*mm, a, pages, seed);
   }
   void expect_all_valid() {
     EXPECT_VALID(*m.ms);

@@ -43,6 +43,26 @@ inline void fill_pages(Mm& mm, VirtAddr addr, uint64_t len, uint8_t value) {
   }
 }
 
+// Small-page anonymous memory whose page i holds the word seed * 100000 + i
+// at its start, faulted in and off the per-CPU LRU batches.
+inline VirtAddr map_pattern(Mm& mm, uint64_t pages, uint64_t seed) {
+  const VirtAddr a = map_anon(mm, pages * PAGE_SIZE);
+  EXPECT_TRUE(do_madvise(mm, a, pages * PAGE_SIZE, MADV_NOHUGEPAGE).ok());
+  for (uint64_t i = 0; i < pages; ++i)
+    EXPECT_TRUE(write_user<uint64_t>(mm, a + i * PAGE_SIZE, seed * 100000 + i).ok());
+  lru_add_drain_all(mm.ms());
+  return a;
+}
+
+// Checks the words map_pattern wrote.
+inline void expect_pattern(Mm& mm, VirtAddr a, uint64_t pages, uint64_t seed) {
+  for (uint64_t i = 0; i < pages; ++i) {
+    auto v = read_user<uint64_t>(mm, a + i * PAGE_SIZE);
+    ASSERT_TRUE(v.ok());
+    ASSERT_EQ(*v, seed * 100000 + i) << "page " << i;
+  }
+}
+
 inline uint8_t read_byte(Mm& mm, VirtAddr addr) {
   auto r = read_user<uint8_t>(mm, addr);
   EXPECT_TRUE(r.ok());
