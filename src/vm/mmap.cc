@@ -175,9 +175,17 @@ Result<void> split_at(Mm& mm, VirtAddr at) REQUIRES(mm.mmap_lock) {
   return {};
 }
 
-void destroy_vma(Mm& mm, Vma* vma) REQUIRES(mm.mmap_lock) {
+// free_pgtables' first step: take the VMA out of the rmap (its anon_vma
+// family and its file's i_mmap) before its page tables are freed. An rmap
+// walker holds the anon_vma or i_mmap lock across its walk, so once the
+// unlink (which takes those locks for writing) returns, no walker can reach
+// the tables any more.
+void unlink_vma_from_rmap(Vma* vma) {
   unlink_anon_vmas(vma);
   if (vma->vm_file) file_vma_unlink(vma);
+}
+
+void destroy_vma(Mm& mm, Vma* vma) REQUIRES(mm.mmap_lock) {
   if (is_vm_hugetlb_page(vma)) hugetlb_vma_release(vma);
   mm.detach_vma(vma);  // the unique_ptr dies here
 }
@@ -201,6 +209,8 @@ Result<void> do_munmap(Mm& mm, VirtAddr start, VirtAddr end) {
     MmuGather tlb(mm);
     for (Vma* vma : vmas)
       zap_page_range(vma, vma->vm_start, vma->vm_end, tlb);
+    for (Vma* vma : vmas)
+      unlink_vma_from_rmap(vma);
     free_pgtables(mm, start, end, floor, ceiling, tlb);
   }
   mmu_notifier_invalidate_range_end(range);
@@ -413,6 +423,8 @@ void exit_mmap(Mm& mm) {
     MmuGather tlb(mm);
     for (Vma* vma : vmas)
       zap_page_range(vma, vma->vm_start, vma->vm_end, tlb);
+    for (Vma* vma : vmas)
+      unlink_vma_from_rmap(vma);
     free_pgtables(mm, VirtAddr(0), VirtAddr(TASK_SIZE + PAGE_SIZE), VirtAddr(0),
                   VirtAddr(TASK_SIZE + PAGE_SIZE), tlb);
   }

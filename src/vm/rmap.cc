@@ -490,8 +490,8 @@ void rmap_walk(Folio* folio, const std::function<bool(Vma*, VirtAddr)>& rmap_one
   if (folio_test_anon(folio)) {
     AnonVma* av = nullptr;
     {
-      // The AnonVma may be going away once the folio is unmapped: look it up
-      // under RCU and take a reference only if it is still alive.
+      // The caller keeps the AnonVma alive (see rmap.h); its last unmap may
+      // still race with us, so take a reference only while it has users.
       rcu::ReadSection rs;
       av = folio_anon_vma(folio);
       if (av == nullptr || !av->try_get()) return;

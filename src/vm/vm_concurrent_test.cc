@@ -7,9 +7,12 @@
 
 #include <atomic>
 #include <barrier>
+#include <chrono>
+#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "pinmm/vm/migrate_entries.h"
 #include "testing/vm.h"
 
 namespace pinmm {
@@ -100,6 +103,78 @@ TEST(VmConcurrent, FaultsMunmapAndForkOnOneMm) {
     EXPECT_EQ(*read_user<uint64_t>(*mm, base + p * PAGE_SIZE), stamp(last_round.load(), p))
         << "page " << p;
   }
+  lru_add_drain_all(*m.ms);
+  EXPECT_VM_VALID(m.vm);
+}
+
+// An rmap walk (what migration, offlining and CMA do to every folio they
+// move) racing with munmap of the folios' range: munmap must hide the VMAs
+// from rmap before it frees their page tables (free_pgtables unlinks the
+// anon_vma first), or a walker holding the anon_vma lock locks a PTE table
+// that is already gone. Found by CmaTest.ConcurrentCmaAllocAgainstPageFaults
+// under ASan (heap-use-after-free of a split PTE lock).
+TEST(VmConcurrent, RmapWalksRaceWithMunmap) {
+  MachineConfig c = MachineConfig::tiny(Bytes::MiB(64));
+  VmMachine m(c);
+  MmHandle mm = Mm::create(m.vm);
+  constexpr uint64_t kPages = 32;
+  constexpr int kRounds = 300;
+  std::mutex published_lock;
+  std::vector<Folio*> published;  // one reference each, the walker's to drop
+  std::atomic<bool> done{false};
+  std::atomic<uint64_t> walks{0}, entries{0};
+
+  std::thread walker([&] {
+    while (!done.load()) {
+      std::vector<Folio*> batch;
+      {
+        std::lock_guard<std::mutex> g(published_lock);
+        batch.swap(published);
+      }
+      bool first = true;
+      for (Folio* folio : batch) {
+        // As migration does: keep the AnonVma alive (only a mapped folio's
+        // can be taken), then walk.
+        if (AnonVma* av = folio_get_anon_vma(folio)) {
+          rmap_walk(folio, [&](Vma* vma, VirtAddr) {
+            // Widen the window between finding the VMA and locking its PTE
+            // table, once per batch: a munmap meanwhile must wait for us.
+            if (first) std::this_thread::sleep_for(std::chrono::microseconds(500));
+            first = false;
+            page_vma_mapped_walk(folio, vma, /*migration=*/false, [&](PageVmaMapped&) {
+              entries++;
+              return true;
+            });
+            return true;
+          });
+          av->put();
+          walks++;
+        }
+        folio_put(folio);
+      }
+    }
+  });
+  for (int round = 0; round < kRounds; ++round) {
+    const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
+    testing::fill_pages(*mm, a, kPages * PAGE_SIZE, static_cast<uint8_t>(round));
+    {
+      std::lock_guard<std::mutex> g(published_lock);
+      for (uint64_t i = 0; i < kPages; ++i) {
+        Folio* folio = page_folio(testing::page_at(*mm, a + i * PAGE_SIZE));
+        folio_get(folio);
+        published.push_back(folio);
+      }
+    }
+    std::this_thread::yield();
+    ASSERT_TRUE(vm_munmap(*mm, a, kPages * PAGE_SIZE).ok());
+  }
+  done = true;
+  walker.join();
+  for (Folio* folio : published)
+    folio_put(folio);
+  RecordProperty("walks", static_cast<int>(walks.load()));
+  RecordProperty("entries_found", static_cast<int>(entries.load()));
+  EXPECT_GT(walks.load(), 0u);
   lru_add_drain_all(*m.ms);
   EXPECT_VM_VALID(m.vm);
 }

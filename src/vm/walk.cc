@@ -1,5 +1,7 @@
 #include "pinmm/vm/walk.h"
 
+#include "pinmm/base/rcu.h"
+
 namespace pinmm {
 
 pgd_t* pgd_offset(const Mm& mm, VirtAddr addr) { return mm.pgd() + pgd_index(addr); }
@@ -89,6 +91,11 @@ SpinLock& pte_lockptr(const Mm& mm, pmd_t pmdval) {
 
 LockedPte pte_offset_map_lock(const Mm& mm, pmd_t* pmd, VirtAddr addr) {
   for (;;) {
+    // As __pte_offset_map_lock: the table (and its split lock) is freed
+    // through RCU, so between reading the PMD and holding the lock it must
+    // be looked at inside a read section; once the lock is held and the PMD
+    // still points at the table, whoever frees it must get past us first.
+    rcu::ReadSection rs;
     const pmd_t pmdval = pmdp_get(pmd);
     if (!pmd_is_table(pmdval)) return {};
     SpinLock* ptl = &pte_lockptr(mm, pmdval);

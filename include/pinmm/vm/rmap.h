@@ -132,7 +132,10 @@ bool page_vma_mapped_walk(Folio* folio, Vma* vma, bool migration,
 // rmap_walk: for every VMA that may map the folio (anon: its family that
 // covers folio->index; file: the file's i_mmap), calls rmap_one(vma, address
 // of the folio's first page there). rmap_one returns false to stop. The
-// AnonVma / i_mmap lock is held for reading across the walk.
+// AnonVma / i_mmap lock is held for reading across the walk. For an anon
+// folio the caller keeps its AnonVma alive: the folio is mapped, or the
+// caller holds a reference from folio_get_anon_vma() (as migration does for
+// remove_migration_ptes); an unmapped folio's AnonVma may be long gone.
 void rmap_walk(Folio* folio, const std::function<bool(Vma*, VirtAddr)>& rmap_one);
 
 }  // namespace pinmm
