@@ -52,8 +52,6 @@ VmFault do_swap_page(VmFaultInfo& vmf);
 void restore_exclusive_pte(Vma* vma, Page* page, VirtAddr addr, pte_t* ptep);
 // Waits for a migration to finish (without a folio reference) after seeing a
 // migration entry in the PTE for `address`.
-void migration_entry_wait(Mm& mm, pmd_t* pmd, VirtAddr address);
-void pmd_migration_entry_wait(Mm& mm, pmd_t* pmd);
 
 // ---- huge_memory.cc ----
 VmFault do_huge_pmd_anonymous_page(VmFaultInfo& vmf);
@@ -77,7 +75,6 @@ void hugetlb_change_protection(Vma* vma, VirtAddr start, VirtAddr end, MmuGather
 // cannot back the mapping.
 Result<void> hugetlb_reserve_pages(Vma* vma);
 void hugetlb_vma_release(Vma* vma);
-unsigned huge_page_order_of(const Vma* vma);
 // A pool folio for a hugetlbfs file outside any mapping (memfd_alloc_folio):
 // the file's reservation if it has one left, else a free page nobody has
 // reserved; nullptr if neither. Not zeroed.

@@ -74,6 +74,12 @@ struct VmFaultInfo {
 // lock contract.
 VmFault handle_mm_fault(Vma* vma, VirtAddr address, FaultFlags flags);
 
+// A walker that found a migration entry (PTE at `address` under *pmd, or
+// the PMD itself) sleeps until the migration that installed it is done; no
+// reference is taken. Returns at once if the entry is gone.
+void migration_entry_wait(Mm& mm, pmd_t* pmd, VirtAddr address);
+void pmd_migration_entry_wait(Mm& mm, pmd_t* pmd);
+
 // The normal page a present entry maps, or nullptr for special mappings
 // (the zero page, PFN maps) — the kernel's vm_normal_page.
 Page* vm_normal_page(const Vma* vma, VirtAddr addr, pte_t pte);

@@ -123,6 +123,8 @@ class Vma {
 inline bool vma_is_anonymous(const Vma* vma) { return vma->vm_ops == nullptr; }
 inline bool is_cow_mapping(VmFlags f) { return (f & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE; }
 inline bool is_vm_hugetlb_page(const Vma* vma) { return any(vma->vm_flags & VM_HUGETLB); }
+// The page order of a hugetlb VMA's pages (9 or 18).
+unsigned huge_page_order_of(const Vma* vma);
 // The page index of `addr` in the VMA's object (file offset, or anon index).
 inline uint64_t linear_page_index(const Vma* vma, VirtAddr addr) {
   return ((addr - vma->vm_start) >> PAGE_SHIFT) + vma->vm_pgoff;
