@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "pinmm/hmm/memremap.h"
 #include "pinmm/migrate/move_pages.h"
 #include "pinmm/vm/device_map.h"
 #include "testing/migrate.h"
@@ -214,6 +215,66 @@ TEST_F(Hmm, HugeMappingsReportTheirOrder) {
   EXPECT_EQ(hmm_pfn_to_map_order(pfns[0]), 9u);
   EXPECT_EQ(hmm_pfn_to_pfn(pfns[1]).value(), hmm_pfn_to_pfn(pfns[0]).value() + 1);
   EXPECT_TRUE(folio_test_hugetlb(page_folio(m.ms->pfn_to_page(hmm_pfn_to_pfn(pfns[0])))));
+}
+
+// Device-private entries: the caller's own device's pages are reported
+// (VALID, WRITE as the entry says) without a fault; another owner's read
+// as 0 without a fault request.
+TEST(HmmDevicePrivate, OwnPagesAreReportedOthersAreNot) {
+  MachineConfig c = MachineConfig::tiny(Bytes::MiB(32));
+  c.device_space = Bytes::MiB(2);
+  testing::VmMachine m(c);
+  MmHandle mm = Mm::create(m.vm);
+  static const int kMe = 0, kOther = 0;
+  static const DevPagemapOps ops{[](Page*) {}, [](VmFaultInfo&) -> uint32_t { return 0; }};
+  DevPagemap pgmap;
+  pgmap.type = MEMORY_DEVICE_PRIVATE;
+  pgmap.ops = &ops;
+  pgmap.owner = &kMe;
+  const Pfn dev = *memremap_pages(*m.ms, &pgmap, 0, PageCount(4));
+  const VirtAddr a = testing::map_pattern(*mm, 2, 6);
+  Mirror mirror(*mm, a, 2 * PAGE_SIZE);
+  // Put device-private entries where the CPU pages were (as migrate_vma
+  // does), read them, and put the CPU pages back.
+  std::vector<pte_t> saved;
+  {
+    ReadGuard g(mm->mmap_lock);
+    for (uint64_t i = 0; i < 2; ++i) {
+      const VirtAddr at = a + i * PAGE_SIZE;
+      LockedPte lp = pte_offset_map_lock(*mm, pmd_offset(*mm, at), at);
+      saved.push_back(ptep_get(lp.pte));
+      const swp_entry_t e = i == 0 ? make_writable_device_private_entry(dev)
+                                   : make_readable_device_private_entry(dev + PageCount(1));
+      set_pte(lp.pte, swp_entry_to_pte(e));
+      pte_unmap_unlock(lp);
+    }
+  }
+  std::vector<uint64_t> pfns(2, 0);
+  HmmRange r;
+  r.start = a;
+  r.end = a + 2 * PAGE_SIZE;
+  r.hmm_pfns = pfns.data();
+  r.default_flags = HMM_PFN_REQ_FAULT;
+  r.dev_private_owner = &kMe;
+  ASSERT_EQ(mirror.fault(r), 0);
+  EXPECT_EQ(pfns[0], dev.value() | HMM_PFN_VALID | HMM_PFN_WRITE);
+  EXPECT_EQ(pfns[1], (dev + PageCount(1)).value() | HMM_PFN_VALID);
+  r.default_flags = 0;
+  r.dev_private_owner = &kOther;
+  ASSERT_EQ(mirror.fault(r), 0);
+  EXPECT_EQ(pfns[0], 0u) << "another owner's device page: not present for us";
+  {
+    ReadGuard g(mm->mmap_lock);
+    for (uint64_t i = 0; i < 2; ++i) {
+      const VirtAddr at = a + i * PAGE_SIZE;
+      LockedPte lp = pte_offset_map_lock(*mm, pmd_offset(*mm, at), at);
+      set_pte(lp.pte, saved[i]);
+      pte_unmap_unlock(lp);
+    }
+  }
+  testing::expect_pattern(*mm, a, 2, 6);
+  memunmap_pages(*m.ms, &pgmap);
+  EXPECT_VM_VALID(m.vm);
 }
 
 // A changed sequence is -EBUSY at once; a poisoned entry is -EFAULT when a

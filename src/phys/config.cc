@@ -100,8 +100,12 @@ std::vector<std::string> MachineConfig::check() const {
                      block_size.to_string(), section_size.to_string()));
   }
   if (cpus < 1 || cpus > 256) fail(fmt::format("cpus must be between 1 and 256, not {}", cpus));
-  if (total_memory().value() + hotplug.space.value() > (uint64_t{4} << 40))
-    fail("at most 4TiB of memory (with the hot-add space) is supported");
+  if (total_memory().value() + hotplug.space.value() + device_space.value() > (uint64_t{4} << 40))
+    fail("at most 4TiB of memory (with the hot-add and device spaces) is supported");
+  if (section != 0 && device_space.value() % section != 0) {
+    fail(fmt::format("device space {} is not a multiple of the section size {}",
+                     device_space.to_string(), section_size.to_string()));
+  }
   if (block != 0 && hotplug.space.value() % block != 0) {
     fail(fmt::format("hot-add space {} is not a multiple of the memory block size {}",
                      hotplug.space.to_string(), block_size.to_string()));

@@ -190,4 +190,43 @@ void MemorySystem::adjust_present_page_count(Zone& zone, Pfn start, int64_t nr, 
   count = static_cast<uint64_t>(static_cast<int64_t>(count) + nr);
 }
 
+Result<Pfn> MemorySystem::reserve_device_range(int nid, PageCount nr) {
+  if (nid < 0 || nid >= nr_nodes() || nr.value() == 0) return Errno(EINVAL);
+  const uint64_t per = section_pages().value();
+  const uint64_t want = (nr.value() + per - 1) / per;
+  uint64_t first = 0;
+  {
+    MutexGuard g(device_lock_);
+    // First fit over the device space's sections.
+    uint64_t run = 0;
+    for (uint64_t s = 0; s < device_sections_used_.size() && run < want; ++s) {
+      run = device_sections_used_[s] ? 0 : run + 1;
+      if (run == 1) first = s;
+    }
+    if (run < want) return Errno(ENOMEM);
+    for (uint64_t s = first; s < first + want; ++s)
+      device_sections_used_[s] = true;
+  }
+  const Pfn start = device_start_pfn() + PageCount(first * per);
+  Zone& zone = node(nid).zone(ZONE_DEVICE);
+  for (Pfn pfn = start; pfn < start + PageCount(want * per); ++pfn) {
+    Page* page = pfn_to_page(pfn);
+    std::memset(static_cast<void*>(page), 0, sizeof(Page));
+    page->set_zone(&zone);
+  }
+  zone.resize_span(start, PageCount(want * per));
+  set_section_flags(start, start + PageCount(want * per), kSectionPresent, 0);
+  return start;
+}
+
+void MemorySystem::release_device_range(Pfn start, PageCount nr) {
+  const uint64_t per = section_pages().value();
+  const uint64_t count = (nr.value() + per - 1) / per;
+  set_section_flags(start, start + PageCount(count * per), 0, kSectionPresent);
+  MutexGuard g(device_lock_);
+  const uint64_t first = (start - device_start_pfn()).value() / per;
+  for (uint64_t s = first; s < first + count; ++s)
+    device_sections_used_[s] = false;
+}
+
 }  // namespace pinmm

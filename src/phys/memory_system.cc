@@ -33,7 +33,8 @@ const char* memory_block_state_name(MemoryBlockState s) {
 Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& config) {
   if (!config.check().empty()) return Errno(EINVAL);
   const uint64_t boot_pfns = config.total_memory().pages().value();
-  const uint64_t nr_pfns = boot_pfns + config.hotplug.space.pages().value();
+  const uint64_t nr_pfns = boot_pfns + config.hotplug.space.pages().value() +
+                           config.device_space.pages().value();
 
   // One descriptor and frame more than the PFN space: the zero page (see
   // zero_page()).
@@ -120,6 +121,7 @@ MemorySystem::MemorySystem(const MachineConfig& config, uint64_t boot_pfns, uint
                            Page* mem_map, FrameStore frames)
     : config_(config),
       boot_pfns_(boot_pfns),
+      device_start_pfns_(boot_pfns + config.hotplug.space.pages().value()),
       nr_pfns_(nr_pfns),
       mem_map_(mem_map),
       frames_(std::move(frames)),
@@ -142,7 +144,11 @@ void MemorySystem::build_topology() {
   const PageCount block = block_pages();
   const uint64_t nr_sections = nr_pfns_ / section_pages().value();
   section_flags_ = std::make_unique<std::atomic<uint8_t>[]>(nr_sections);
-  for (Pfn b{0}; b < max_pfn(); b += block) {
+  {
+    MutexGuard g(device_lock_);
+    device_sections_used_.assign((nr_pfns_ - device_start_pfns_) / section_pages().value(), false);
+  }
+  for (Pfn b{0}; b < device_start_pfn(); b += block) {
     MemoryBlock mb;
     mb.id = b.value() / block.value();
     mb.start_pfn = b;

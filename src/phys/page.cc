@@ -7,6 +7,7 @@
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/phys/lru.h"
 #include "pinmm/phys/memory_system.h"
+#include "pinmm/phys/memremap.h"
 #include "pinmm/phys/page_alloc.h"
 #include "pinmm/phys/zone.h"
 
@@ -29,6 +30,10 @@ namespace {
 // Last reference gone: hand the folio to whoever frees its kind.
 void __folio_put(Folio* folio) {
   MM_BUG_ON(is_zero_folio(folio), folio);
+  if (is_zone_device_page(&folio->page)) {
+    free_zone_device_folio(folio);
+    return;
+  }
   if (folio_test_hugetlb(folio)) {
     page_memory_system(&folio->page).hugetlb().free_huge_folio(folio);
     return;

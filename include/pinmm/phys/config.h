@@ -92,6 +92,10 @@ struct MachineConfig {
   // top of each node's kernel zone, so present != managed as on real machines.
   bool reserve_memmap = true;
   HotplugConfig hotplug;
+  // Physical address space above the hot-add space for ZONE_DEVICE memory
+  // (what request_free_mem_region finds for device-private memory); a whole
+  // number of sections. memremap_pages takes its ranges from here.
+  Bytes device_space = Bytes(0);
   LongtermPinPolicy longterm_pin_policy = LongtermPinPolicy::kMigrate;
 
   // `total` memory split evenly over `nr_nodes`, with `movable` bytes in all

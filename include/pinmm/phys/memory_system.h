@@ -101,6 +101,9 @@ class MemorySystem {
   Pfn max_pfn() const { return Pfn(nr_pfns_); }
   // The end of boot memory (where the hot-add space starts).
   Pfn boot_end_pfn() const { return Pfn(boot_pfns_); }
+  // Where the device space starts (the end of the hot-add space): memory
+  // blocks exist below it, ZONE_DEVICE ranges above.
+  Pfn device_start_pfn() const { return Pfn(device_start_pfns_); }
   // True if pfn lies in a present section (boot or hot-added memory).
   bool pfn_valid(Pfn pfn) const;
   Page* pfn_to_page(Pfn pfn) const { return mem_map_ + pfn.value(); }
@@ -207,6 +210,14 @@ class MemorySystem {
   // adjust_present_page_count for a whole range of one memory block kind.
   void adjust_present_page_count(Zone& zone, Pfn start, int64_t nr, int group);
 
+  // ---- device space (memremap_pages' physical ranges) ----
+  // A free, section-aligned range of `nr` pages (rounded up to sections) in
+  // the device space, now present, its descriptors reset and in node
+  // `nid`'s ZONE_DEVICE span; ENOMEM if none is free.
+  Result<Pfn> reserve_device_range(int nid, PageCount nr) EXCLUDES(device_lock_);
+  // Gives a range from reserve_device_range back (sections absent again).
+  void release_device_range(Pfn start, PageCount nr) EXCLUDES(device_lock_);
+
   // Kernel-allocation owner tags (kmalloc_pages): interned names.
   uint32_t intern_owner(std::string_view owner) EXCLUDES(owners_lock_);
   std::string owner_name(uint32_t id) const EXCLUDES(owners_lock_);
@@ -245,6 +256,7 @@ class MemorySystem {
 
   const MachineConfig config_;
   const uint64_t boot_pfns_;
+  const uint64_t device_start_pfns_;
   const uint64_t nr_pfns_;
   Page* const mem_map_;  // host mapping of nr_pfns_ descriptors
   FrameStore frames_;
@@ -277,6 +289,8 @@ class MemorySystem {
   std::unique_ptr<PinOwners> pin_owners_;
   BlockerLog blocker_log_;
 
+  mutable Mutex device_lock_{LockRank::kLeaf};
+  std::vector<bool> device_sections_used_ GUARDED_BY(device_lock_);
   mutable Mutex owners_lock_{LockRank::kLeaf};
   std::vector<std::string> owners_ GUARDED_BY(owners_lock_);
 };
