@@ -53,13 +53,9 @@ class CmaTest : public ::testing::Test {
     testing::expect_pattern(*mm, a, pages, seed);
   }
   void expect_all_valid() {
-    // validate_vm first: it waits for the RCU-deferred page-table frees, so
-    // the physical layer is quiescent when it is checked.
-    EXPECT_VM_VALID(m.vm);
-    EXPECT_VALID(*m.ms);
+    EXPECT_ALL_LAYERS_VALID(m.vm);
     const auto r = cma.validate();
     EXPECT_TRUE(r.ok()) << r.to_string();
-    EXPECT_MIGRATE_QUIESCENT(*m.ms);
   }
   int64_t event(VmEventItem e) const { return m.ms->vmstat()[e]; }
 

@@ -33,8 +33,8 @@ const char* memory_block_state_name(MemoryBlockState s) {
 Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& config) {
   if (!config.check().empty()) return Errno(EINVAL);
   const uint64_t boot_pfns = config.total_memory().pages().value();
-  const uint64_t nr_pfns = boot_pfns + config.hotplug.space.pages().value() +
-                           config.device_space.pages().value();
+  const uint64_t nr_pfns =
+      boot_pfns + config.hotplug.space.pages().value() + config.device_space.pages().value();
 
   // One descriptor and frame more than the PFN space: the zero page (see
   // zero_page()).

@@ -70,4 +70,14 @@ inline int nid_at(Mm& mm, VirtAddr addr) {
     EXPECT_TRUE(report_.ok()) << report_.to_string();           \
   } while (0)
 
+// Every layer up to migrate/ at a quiescent point: the vm layer first (it
+// waits for RCU-deferred page-table frees, so the physical layer is
+// quiescent when it is checked), then phys, then migration.
+#define EXPECT_ALL_LAYERS_VALID(vm)      \
+  do {                                   \
+    EXPECT_VM_VALID(vm);                 \
+    EXPECT_VALID((vm).ms());             \
+    EXPECT_MIGRATE_QUIESCENT((vm).ms()); \
+  } while (0)
+
 }  // namespace pinmm::testing

@@ -62,6 +62,18 @@ class IntervalNotifier : public ::testing::Test {
     return mmu_interval_notifier_insert(&sub, *mm, start.value(), len, &driver);
   }
   uint64_t global() { return mm->notifiers().invalidate_seq(); }
+  // An invalidation of [a, a + PAGE_SIZE) in another thread, returned once
+  // its callback is running and waiting for `hold` to clear.
+  std::thread invalidate_held(VirtAddr a, std::atomic<bool>& hold) {
+    driver.hold = &hold;
+    std::thread t([this, a] {
+      mmu_notifier_invalidate_range_start(range(a, PAGE_SIZE));
+      mmu_notifier_invalidate_range_end(range(a, PAGE_SIZE));
+    });
+    while (!driver.held.load())
+      std::this_thread::yield();
+    return t;
+  }
   MmuNotifierRange range(VirtAddr s, uint64_t len, unsigned flags = MMU_NOTIFIER_RANGE_BLOCKABLE) {
     return {mm.get(), s, s + len, flags, MMU_NOTIFY_CLEAR, nullptr};
   }
@@ -129,13 +141,7 @@ TEST_F(IntervalNotifier, ReadBeginWaitsForAnInvalidationInFlight) {
   const VirtAddr a(0x200000);
   ASSERT_EQ(insert(sub, a, PAGE_SIZE), 0);
   std::atomic<bool> hold{true};
-  driver.hold = &hold;
-  std::thread inval([&] {
-    mmu_notifier_invalidate_range_start(range(a, PAGE_SIZE));
-    mmu_notifier_invalidate_range_end(range(a, PAGE_SIZE));
-  });
-  while (!driver.held.load())
-    std::this_thread::yield();
+  std::thread inval = invalidate_held(a, hold);
   // The callback has stored the odd cur_seq: a reader now matches the
   // global value and must wait for the end.
   EXPECT_EQ(sub.invalidate_seq(), global());
@@ -195,13 +201,7 @@ TEST_F(IntervalNotifier, RemoveWaitsForTheInvalidationInFlight) {
   const VirtAddr a(0x600000);
   ASSERT_EQ(mmu_interval_notifier_insert(sub, *mm, a.value(), PAGE_SIZE, &driver), 0);
   std::atomic<bool> hold{true};
-  driver.hold = &hold;
-  std::thread inval([&] {
-    mmu_notifier_invalidate_range_start(range(a, PAGE_SIZE));
-    mmu_notifier_invalidate_range_end(range(a, PAGE_SIZE));
-  });
-  while (!driver.held.load())
-    std::this_thread::yield();
+  std::thread inval = invalidate_held(a, hold);
   std::atomic<bool> removed{false};
   std::thread remover([&] {
     mmu_interval_notifier_remove(sub);
