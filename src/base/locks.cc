@@ -23,10 +23,14 @@ const char* lock_rank_name(LockRank rank) {
       return "mmap_lock";
     case LockRank::kFolioLock:
       return "folio_lock";
+    case LockRank::kDevmemLock:
+      return "devmem_lock";
     case LockRank::kIMmap:
       return "i_mmap_rwsem";
     case LockRank::kAnonVma:
       return "anon_vma_rwsem";
+    case LockRank::kNotifierLock:
+      return "notifier_lock";
     case LockRank::kPudLock:
       return "page_table_lock";
     case LockRank::kPmdLock:

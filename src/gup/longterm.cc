@@ -11,9 +11,11 @@
 #include "pinmm/gup/pin.h"
 #include "pinmm/migrate/blockers.h"
 #include "pinmm/migrate/migrate.h"
+#include "pinmm/migrate/migrate_device.h"
 #include "pinmm/migrate/target.h"
 #include "pinmm/phys/lru.h"
 #include "pinmm/phys/memory_system.h"
+#include "pinmm/phys/memremap.h"
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/rmap.h"
 
@@ -35,6 +37,14 @@ class PagesOrFolios {
   Folio* folio(size_t i) const {
     if (!pages_.empty()) return pages_[i] != nullptr ? page_folio(pages_[i]) : nullptr;
     return folios_[i];
+  }
+  // Forgets entry i (its pin is the caller's now).
+  void clear(size_t i) {
+    if (!pages_.empty()) {
+      pages_[i] = nullptr;
+    } else {
+      folios_[i] = nullptr;
+    }
   }
   // Drops every pin (no owner records exist yet) and clears the entries.
   void unpin_all() {
@@ -64,6 +74,7 @@ unsigned long collect_unpinnable(MemorySystem& ms, const PagesOrFolios& pofs, Li
     prev = folio;
     if (folio_is_longterm_pinnable(folio)) continue;
     ++collected;
+    if (is_device_coherent_page(&folio->page)) continue;  // migrated on its own, below
     if (folio_test_hugetlb(folio)) {
       (void)isolate_hugetlb(folio, list);  // not migratable: stays pinned, fails later
       continue;
@@ -103,11 +114,25 @@ void log_migration_failure(MemorySystem& ms, ListHead* list, int rc) {
   ms.blocker_log().add(std::move(op));
 }
 
-// migrate_longterm_unpinnable_folios: every pin goes (the isolation
-// references keep the listed folios alive), then the list migrates.
-// -EAGAIN: re-pin the range; -ENOMEM: some folio did not move (all pins
-// already dropped).
+// migrate_longterm_unpinnable_folios: device-coherent folios go back to
+// RAM one by one (their pin becomes the reference migration consumes);
+// every other pin goes (the isolation references keep the listed folios
+// alive), then the list migrates. -EAGAIN: re-pin the range; -ENOMEM: some
+// folio did not move; -EBUSY: a device-coherent one did not (all pins
+// dropped either way).
 long migrate_unpinnable(MemorySystem& ms, PagesOrFolios& pofs, ListHead* list) {
+  for (size_t i = 0; i < pofs.size(); ++i) {
+    Folio* folio = pofs.folio(i);
+    if (folio == nullptr || !is_device_coherent_page(&folio->page)) continue;
+    pofs.clear(i);
+    folio_get(folio);
+    gup_put_folio(folio, 1, FOLL_PIN);
+    if (migrate_device_coherent_folio(folio) != 0) {
+      pofs.unpin_all();
+      putback_movable_pages(list);
+      return -EBUSY;
+    }
+  }
   pofs.unpin_all();
   long ret = -EAGAIN;
   if (!list_empty(list)) {

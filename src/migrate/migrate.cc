@@ -152,16 +152,6 @@ void migrate_folio_undo_dst(const Migration& m, Folio* dst, bool locked) {
   put_new_folio(m, dst);
 }
 
-// folio_expected_refs: the isolation reference, plus the page cache's (one
-// per page) and PG_private's.
-int folio_expected_refs(const AddressSpace* mapping, const Folio* folio) {
-  int refs = 1;
-  if (mapping == nullptr) return refs;
-  refs += static_cast<int>(folio_nr_pages(folio));
-  if (folio_test_private(folio)) ++refs;
-  return refs;
-}
-
 // Page-cache statistics follow the folio to its new node.
 void move_file_stats(Folio* src, Folio* dst, bool dirty) {
   if (folio_nid(src) == folio_nid(dst) || folio_test_hugetlb(src)) return;
@@ -178,6 +168,18 @@ void move_file_stats(Folio* src, Folio* dst, bool dirty) {
   if (dirty && !folio_test_swapbacked(src)) move(NR_FILE_DIRTY);
 }
 
+}  // namespace
+
+// The isolation reference, plus the page cache's (one
+// per page) and PG_private's.
+int folio_expected_refs(const AddressSpace* mapping, const Folio* folio) {
+  int refs = 1;
+  if (mapping == nullptr) return refs;
+  refs += static_cast<int>(folio_nr_pages(folio));
+  if (folio_test_private(folio)) ++refs;
+  return refs;
+}
+
 // __folio_migrate_mapping: dst takes src's place (page-cache slot, index,
 // mapping). For page-cache folios, src's refcount is frozen at `expected`
 // under the cache lock so that no lookup can take a new reference while the
@@ -185,6 +187,7 @@ void move_file_stats(Folio* src, Folio* dst, bool dirty) {
 int folio_migrate_mapping(AddressSpace* mapping, Folio* dst, Folio* src, int expected) {
   if (mapping == nullptr) {
     // Anonymous: the brief freeze keeps out a racing deferred split.
+    if (folio_ref_count(src) != expected) return -EAGAIN;
     if (folio_test_large(src)) {
       if (!folio_ref_freeze(src, expected)) return -EAGAIN;
       folio_ref_unfreeze(src, expected);
@@ -235,6 +238,8 @@ void folio_migrate_flags(Folio* dst, Folio* src) {
   folio_clear_private(src);
   if (folio_test_writeback(dst)) folio_end_writeback(dst);
 }
+
+namespace {
 
 // __migrate_folio: the refcount check, the copy, the mapping switch.
 int migrate_folio(const Migration& m, AddressSpace* mapping, Folio* dst, Folio* src) {

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "pinmm/base/task.h"
+#include "pinmm/phys/memremap.h"
 #include "pinmm/phys/pageblock.h"
 #include "pinmm/phys/zone.h"
 
@@ -785,6 +786,8 @@ bool folio_is_longterm_pinnable(const Folio* folio) {
   const MigrateType mt = get_pageblock_migratetype(&folio->page);
   if (mt == MIGRATE_CMA || mt == MIGRATE_ISOLATE) return false;
   if (is_zero_folio(folio)) return true;
+  // Device-coherent memory may be pinned only briefly (KERNEL-SPEC 9.4).
+  if (is_device_coherent_page(&folio->page)) return false;
   return folio_zone(folio)->type() != ZONE_MOVABLE;
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "pinmm/base/rcu.h"
+#include "pinmm/phys/memremap.h"
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/mmu_notifier.h"
 #include "pinmm/vm/rmap.h"
@@ -65,10 +66,40 @@ E clear_entry(Mm& mm, E* p, TlbFlushBatch* batch) {
   return old;
 }
 
+// try_to_migrate_one for a device-private entry: the CPU has no
+// translation to flush, and a device-private page is never pinned, so an
+// exclusive page can always become shared.
+bool migrate_one_device_private_pte(Folio* folio, const PageVmaMapped& m) {
+  Mm& mm = m.vma->vm_mm();
+  const swp_entry_t old = pte_to_swp_entry(ptep_get_and_clear(m.pte));
+  MM_BUG_ON(!is_device_private_entry(old), folio);
+  Page* page = mm.ms().pfn_to_page(swp_offset_pfn(old));
+  const bool anon_exclusive = folio_test_anon(folio) && PageAnonExclusive(page);
+  if (anon_exclusive && folio_try_share_anon_rmap_pte(folio, page) != 0) {
+    set_pte(m.pte, swp_entry_to_pte(old));
+    return false;
+  }
+  const swp_entry_t e = migration_entry_for(page_to_pfn(page), is_writable_device_private_entry(old),
+                                            anon_exclusive, false, false);
+  set_pte(m.pte, swp_entry_to_pte(e));
+  folio_remove_rmap_pte(folio, page, m.vma);
+  folio_put(folio);
+  return true;
+}
+
 // try_to_migrate_one for a PTE. False: the folio may be pinned and the
 // page is exclusive; the entry is back and the walk must stop.
 bool migrate_one_pte(Folio* folio, const PageVmaMapped& m, TlbFlushBatch* batch) {
   Mm& mm = m.vma->vm_mm();
+  if (is_swap_pte(ptep_get(m.pte)) &&
+      is_device_exclusive_entry(pte_to_swp_entry(ptep_get(m.pte)))) {
+    // The device loses its exclusive access (we hold the folio lock the
+    // restore needs); then the page migrates like any mapped one.
+    restore_exclusive_pte(m.vma,
+                          mm.ms().pfn_to_page(swp_offset_pfn(pte_to_swp_entry(ptep_get(m.pte)))),
+                          m.address, m.pte);
+  }
+  if (is_swap_pte(ptep_get(m.pte))) return migrate_one_device_private_pte(folio, m);
   const pte_t old = clear_entry(mm, m.pte, batch);
   Page* page = mm.ms().pfn_to_page(pte_pfn(old));
   const bool anon_exclusive = folio_test_anon(folio) && PageAnonExclusive(page);
@@ -162,10 +193,18 @@ void remove_one_pte(Folio* src, Folio* dst, const PageVmaMapped& m) {
   const uint64_t i = (swp_offset_pfn(e) - folio_pfn(src)).value();
   Page* page = folio_page(dst, i);
   Vma* vma = m.vma;
-  pte_t pte = pfn_pte(page_to_pfn(page), vma->vm_page_prot);
-  pte = is_migration_entry_young(e) ? pte_mkyoung(pte) : pte_mkold(pte);
-  if (is_migration_entry_dirty(e) && folio_test_dirty(dst)) pte = pte_mkdirty(pte);
-  pte = is_writable_migration_entry(e) ? pte_mkwrite(pte) : pte_wrprotect(pte);
+  pte_t pte;
+  if (is_device_private_page(page)) {
+    // The CPU cannot map device-private memory: the entry stands for it.
+    const Pfn pfn = page_to_pfn(page);
+    pte = swp_entry_to_pte(is_writable_migration_entry(e) ? make_writable_device_private_entry(pfn)
+                                                          : make_readable_device_private_entry(pfn));
+  } else {
+    pte = pfn_pte(page_to_pfn(page), vma->vm_page_prot);
+    pte = is_migration_entry_young(e) ? pte_mkyoung(pte) : pte_mkold(pte);
+    if (is_migration_entry_dirty(e) && folio_test_dirty(dst)) pte = pte_mkdirty(pte);
+    pte = is_writable_migration_entry(e) ? pte_mkwrite(pte) : pte_wrprotect(pte);
+  }
   folio_get(dst);
   if (folio_test_anon(dst)) {
     folio_add_anon_rmap_ptes(dst, page, 1, vma, m.address,

@@ -13,8 +13,12 @@
 //     cma_mutex (one alloc_contig_range at a time)        kCmaMutex
 //   mmap_lock (Mm)                                        kMmapLock
 //     folio lock (PG_locked bit, phys/folio_lock.h)       kFolioLock
+//       device memory lock (a driver's chunk list, taken   kDevmemLock
+//       while migrate_vma holds source folios locked)
 //       i_mmap rwsem (file mapping)                       kIMmap
 //         anon_vma rwsem                                  kAnonVma
+//           notifier locks (what an MMU notifier callback     kNotifierLock
+//           takes: a mirror's page-table lock)
 //           mm page_table_lock (PUD level)            kPudLock
 //             PMD lock (split, per PMD table)             kPmdLock
 //               PTE-table lock (split)                    kPteLock
@@ -40,8 +44,10 @@ enum class LockRank : uint16_t {
   kCmaMutex = 60,
   kMmapLock = 100,
   kFolioLock = 200,
+  kDevmemLock = 250,
   kIMmap = 300,
   kAnonVma = 310,
+  kNotifierLock = 350,
   kPudLock = 390,
   kPmdLock = 400,
   kPteLock = 410,

@@ -125,6 +125,22 @@ int migrate_pages(MemorySystem& ms, ListHead* from, const MigrationTarget& targe
                   MigrateReason reason, unsigned* nr_succeeded = nullptr,
                   MigratePagesStats* stats = nullptr);
 
+// ---- the pieces migrate_device.h shares ----
+
+class AddressSpace;
+
+// folio_expected_refs: the references a folio being migrated holds besides
+// unexpected ones: the caller's (isolation) reference, plus one per page
+// for the page cache and one for PG_private when it has a mapping.
+int folio_expected_refs(const AddressSpace* mapping, const Folio* folio);
+// __folio_migrate_mapping: dst takes src's place (page-cache slot, index,
+// mapping, swap-backedness). -EAGAIN unless src holds exactly `expected`
+// references (frozen while a page-cache slot changes).
+int folio_migrate_mapping(AddressSpace* mapping, Folio* dst, Folio* src, int expected);
+// folio_migrate_flags: referenced, uptodate, active/unevictable,
+// workingset, dirty, young, idle follow the contents to dst.
+void folio_migrate_flags(Folio* dst, Folio* src);
+
 // Injection points: moving a folio fails with -EAGAIN as if someone held a
 // transient reference (hit once per move attempt, so tests can count
 // passes); the folio copy fails as a machine check would (folio_mc_copy:
