@@ -75,8 +75,7 @@ class SnapshotNotifier : public MmuIntervalNotifierOps {
 
 const DevPagemapOps DmirrorDevice::kOps{&DmirrorDevice::page_free, &DmirrorDevice::migrate_to_ram};
 
-DmirrorDevice::DmirrorDevice(MemorySystem& ms, DmirrorMemory type, int id, int nid,
-                             PageCount chunk)
+DmirrorDevice::DmirrorDevice(MemorySystem& ms, DmirrorMemory type, int id, int nid, PageCount chunk)
     : ms_(ms),
       type_(type),
       id_(id),
@@ -100,13 +99,12 @@ bool DmirrorDevice::owns(const Page* page) const {
 void DmirrorDevice::set_page_mirror(const Page* page, Dmirror* mirror) {
   Chunk* c = chunk_of(page);
   c->mirrors[(page_to_pfn(page) - c->pagemap.start).value()].store(mirror,
-                                                                    std::memory_order_release);
+                                                                   std::memory_order_release);
 }
 
 Dmirror* DmirrorDevice::page_mirror(const Page* page) const {
   const Chunk* c = chunk_of(page);
-  return c->mirrors[(page_to_pfn(page) - c->pagemap.start).value()].load(
-      std::memory_order_acquire);
+  return c->mirrors[(page_to_pfn(page) - c->pagemap.start).value()].load(std::memory_order_acquire);
 }
 
 Result<void> DmirrorDevice::add_chunk() {
@@ -377,8 +375,8 @@ int Dmirror::do_write(VirtAddr start, VirtAddr end, const std::byte* buf, uint64
   for (VirtAddr a = start; a < end; a = a + PAGE_SIZE) {
     auto it = pt_.find(vpn(a));
     if (it == pt_.end() || it->second.tag != kWrite) return -ENOENT;
-    std::memcpy(device_.ms().frames().frame(page_to_pfn(it->second.page)),
-                buf + *done * PAGE_SIZE, PAGE_SIZE);
+    std::memcpy(device_.ms().frames().frame(page_to_pfn(it->second.page)), buf + *done * PAGE_SIZE,
+                PAGE_SIZE);
     ++*done;
   }
   return 0;
@@ -597,8 +595,7 @@ int Dmirror::snapshot(HmmDmirrorCmd* cmd) {
     // subscriptions overlap.
     SnapshotNotifier ops(mutex_);
     MmuIntervalNotifier sub;
-    if (const int rc = mmu_interval_notifier_insert(&sub, mm_, addr.value(),
-                                                    (next - addr), &ops);
+    if (const int rc = mmu_interval_notifier_insert(&sub, mm_, addr.value(), (next - addr), &ops);
         rc != 0)
       return rc;
     HmmRange range;

@@ -102,7 +102,7 @@ INSTANTIATE_TEST_SUITE_P(Hmm, HmmTests,
                          ::testing::Values(DmirrorMemory::kPrivate, DmirrorMemory::kCoherent),
                          [](const auto& param_info) {
                            return param_info.param == DmirrorMemory::kPrivate ? "device_private"
-                                                                        : "device_coherent";
+                                                                              : "device_coherent";
                          });
 
 TEST_P(HmmTests, OpenClose) {
@@ -190,8 +190,8 @@ TEST_P(HmmTests, AnonWriteProt) {
 TEST_P(HmmTests, AnonWriteChild) {
   for (const bool shared : {false, true}) {
     SCOPED_TRACE(shared ? "MAP_SHARED" : "MAP_PRIVATE");
-    const VirtAddr a =
-        map_anon(*mm, kNpages * PAGE_SIZE, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE);
+    const VirtAddr a = map_anon(*mm, kNpages * PAGE_SIZE, PROT_READ | PROT_WRITE,
+                                shared ? MAP_SHARED : MAP_PRIVATE);
     cpu_fill(*mm, a, kNpages);
     auto child = dup_mm(*mm);
     ASSERT_TRUE(child.ok());
@@ -255,8 +255,8 @@ TEST_P(HmmTests, FileReadAndWrite) {
   for (size_t i = 0; i < data.size(); ++i)
     data[i] = static_cast<int>(i);
   ASSERT_TRUE(file->pwrite(std::as_bytes(std::span(data)), 0).ok());
-  auto r = vm_mmap(*mm, VirtAddr(0), kNpages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
-                   file, 0);
+  auto r =
+      vm_mmap(*mm, VirtAddr(0), kNpages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, file, 0);
   ASSERT_TRUE(r.ok());
   Buffer buf(kNpages);
   HmmDmirrorCmd c;
@@ -310,8 +310,8 @@ TEST_P(HmmTests, Migrate) {
 // written (COWed to anon) migrates whole.
 TEST_P(HmmTests, MigrateFilePrivate) {
   auto file = File::create(m.vm, FsType::kTmpfs, "hmm", kNpages * PAGE_SIZE);
-  auto r = vm_mmap(*mm, VirtAddr(0), kNpages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE,
-                   file, 0);
+  auto r =
+      vm_mmap(*mm, VirtAddr(0), kNpages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE, file, 0);
   ASSERT_TRUE(r.ok());
   cpu_fill(*mm, *r, kNpages);
   Buffer buf(kNpages);
@@ -421,9 +421,8 @@ TEST_P(HmmTests, AnonReadMultiple) {
 TEST_P(HmmTests, Mixedmap) {
   Page* page = alloc_pages(*m.ms, GFP_KERNEL | __GFP_ZERO, Order(0));
   ASSERT_NE(page, nullptr);
-  auto file = File::create_device(m.vm, "hmm_dmirror0", [page](Vma& vma) {
-    return vm_insert_page(vma, vma.vm_start, page);
-  });
+  auto file = File::create_device(
+      m.vm, "hmm_dmirror0", [page](Vma& vma) { return vm_insert_page(vma, vma.vm_start, page); });
   auto r = vm_mmap(*mm, VirtAddr(0), PAGE_SIZE, PROT_READ, MAP_PRIVATE, file, 0);
   ASSERT_TRUE(r.ok());
   put_page(page);  // the mapping holds it now

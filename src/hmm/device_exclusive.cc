@@ -44,7 +44,7 @@ bool folio_make_device_exclusive(Folio* folio, Mm& mm, VirtAddr addr, const void
   rmap_walk(folio, [&](Vma* vma, VirtAddr at) {
     const VirtAddr end(
         std::min(vma->vm_end.value(), at.value() + folio_nr_pages(folio) * PAGE_SIZE));
-    const MmuNotifierRange range{&vma->vm_mm(),        at, end, MMU_NOTIFIER_RANGE_BLOCKABLE,
+    const MmuNotifierRange range{&vma->vm_mm(),        at,   end, MMU_NOTIFIER_RANGE_BLOCKABLE,
                                  MMU_NOTIFY_EXCLUSIVE, owner};
     mmu_notifier_invalidate_range_start(range);
     const bool done = page_vma_mapped_walk(folio, vma, /*migration=*/false, [&](PageVmaMapped& m) {

@@ -248,12 +248,9 @@ class Collector {
 };
 
 void migrate_vma_collect(MigrateVma* m) {
-  const MmuNotifierRange range{&m->vma->vm_mm(),
-                               m->start,
-                               m->end,
-                               MMU_NOTIFIER_RANGE_BLOCKABLE,
-                               MMU_NOTIFY_MIGRATE,
-                               m->pgmap_owner};
+  const MmuNotifierRange range{
+      &m->vma->vm_mm(),   m->start,      m->end, MMU_NOTIFIER_RANGE_BLOCKABLE,
+      MMU_NOTIFY_MIGRATE, m->pgmap_owner};
   mmu_notifier_invalidate_range_start(range);
   Collector(m).run();
   mmu_notifier_invalidate_range_end(range);
@@ -359,9 +356,9 @@ void migrate_vma_insert_page(MigrateVma* m, VirtAddr addr, Page* page, uint64_t*
   pte_t entry;
   if (is_device_private_page(page)) {
     const Pfn pfn = page_to_pfn(page);
-    entry = swp_entry_to_pte(any(vma->vm_flags & VM_WRITE)
-                                 ? make_writable_device_private_entry(pfn)
-                                 : make_readable_device_private_entry(pfn));
+    entry =
+        swp_entry_to_pte(any(vma->vm_flags & VM_WRITE) ? make_writable_device_private_entry(pfn)
+                                                       : make_readable_device_private_entry(pfn));
   } else {
     if (is_zone_device_page(page) && !is_device_coherent_page(page)) return abort();
     entry = pfn_pte(page_to_pfn(page), vma->vm_page_prot);
@@ -413,9 +410,9 @@ void migrate_device_commit(MemorySystem& ms, uint64_t* src, const uint64_t* dst,
       const VirtAddr addr = m->start + i * PAGE_SIZE;
       if (!notified) {
         notified = true;
-        range = MmuNotifierRange{&m->vma->vm_mm(),           addr, m->end,
-                                 MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_MIGRATE,
-                                 m->pgmap_owner};
+        range = MmuNotifierRange{
+            &m->vma->vm_mm(),   addr,          m->end, MMU_NOTIFIER_RANGE_BLOCKABLE,
+            MMU_NOTIFY_MIGRATE, m->pgmap_owner};
         mmu_notifier_invalidate_range_start(range);
       }
       migrate_vma_insert_page(m, addr, newpage, &src[i]);
@@ -437,8 +434,8 @@ void migrate_device_commit(MemorySystem& ms, uint64_t* src, const uint64_t* dst,
     }
     MM_BUG_ON(folio_test_writeback(folio), folio);
     const int extra = (m != nullptr && m->fault_page == page) ? 1 : 0;
-    const int rc =
-        folio_migrate_mapping(mapping, newfolio, folio, folio_expected_refs(mapping, folio) + extra);
+    const int rc = folio_migrate_mapping(mapping, newfolio, folio,
+                                         folio_expected_refs(mapping, folio) + extra);
     if (rc != MIGRATEPAGE_SUCCESS) {
       src[i] &= ~MIGRATE_PFN_MIGRATE;
     } else {
@@ -555,7 +552,8 @@ int migrate_device_coherent_folio(Folio* folio) {
     dst = migrate_pfn(folio_pfn(dfolio));
   }
   migrate_device_pages(ms, &src, &dst, 1);
-  if (src & MIGRATE_PFN_MIGRATE) ms.frames().copy(folio_pfn(dfolio), folio_pfn(folio), PageCount(1));
+  if (src & MIGRATE_PFN_MIGRATE)
+    ms.frames().copy(folio_pfn(dfolio), folio_pfn(folio), PageCount(1));
   migrate_device_finalize(ms, &src, &dst, 1);
   return (src & MIGRATE_PFN_MIGRATE) ? 0 : -EBUSY;
 }

@@ -79,8 +79,8 @@ bool migrate_one_device_private_pte(Folio* folio, const PageVmaMapped& m) {
     set_pte(m.pte, swp_entry_to_pte(old));
     return false;
   }
-  const swp_entry_t e = migration_entry_for(page_to_pfn(page), is_writable_device_private_entry(old),
-                                            anon_exclusive, false, false);
+  const swp_entry_t e = migration_entry_for(
+      page_to_pfn(page), is_writable_device_private_entry(old), anon_exclusive, false, false);
   set_pte(m.pte, swp_entry_to_pte(e));
   folio_remove_rmap_pte(folio, page, m.vma);
   folio_put(folio);
@@ -197,8 +197,9 @@ void remove_one_pte(Folio* src, Folio* dst, const PageVmaMapped& m) {
   if (is_device_private_page(page)) {
     // The CPU cannot map device-private memory: the entry stands for it.
     const Pfn pfn = page_to_pfn(page);
-    pte = swp_entry_to_pte(is_writable_migration_entry(e) ? make_writable_device_private_entry(pfn)
-                                                          : make_readable_device_private_entry(pfn));
+    pte =
+        swp_entry_to_pte(is_writable_migration_entry(e) ? make_writable_device_private_entry(pfn)
+                                                        : make_readable_device_private_entry(pfn));
   } else {
     pte = pfn_pte(page_to_pfn(page), vma->vm_page_prot);
     pte = is_migration_entry_young(e) ? pte_mkyoung(pte) : pte_mkold(pte);

@@ -211,8 +211,7 @@ class Dmirror : public MmuIntervalNotifierOps {
   // Copies between the mirror's pages and `buf`; -ENOENT at the first page
   // without (or, writing, without a writable) entry; *done counts pages.
   int do_read(VirtAddr start, VirtAddr end, std::byte* buf, uint64_t* done) REQUIRES(mutex_);
-  int do_write(VirtAddr start, VirtAddr end, const std::byte* buf, uint64_t* done)
-      REQUIRES(mutex_);
+  int do_write(VirtAddr start, VirtAddr end, const std::byte* buf, uint64_t* done) REQUIRES(mutex_);
   // Reads the range back into cmd->ptr (after a migration or EXCLUSIVE).
   int read_back(HmmDmirrorCmd* cmd) EXCLUDES(mutex_);
   uint8_t mkentry(uint64_t hmm_pfn) const;
