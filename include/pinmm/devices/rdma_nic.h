@@ -73,9 +73,9 @@ class RdmaNic {
   // The DMA engine: a thread running queued work until stopped. Work runs
   // in order; drain() waits until the queue is empty.
   void start_engine();
-  void submit(std::function<void()> work) EXCLUDES(queue_lock_);
-  void drain() EXCLUDES(queue_lock_);
-  void stop_engine() EXCLUDES(queue_lock_);
+  void submit(std::function<void()> work);
+  void drain();
+  void stop_engine();
 
   // The pages of a region (for tests and reports).
   std::vector<Page*> region_pages(uint32_t key) const EXCLUDES(lock_);
@@ -89,7 +89,7 @@ class RdmaNic {
   // The frame bytes for [offset, offset + n) of region r, page by page.
   template <typename Fn>
   Result<void> for_each_chunk(uint32_t key, uint64_t offset, uint64_t n, Fn fn) EXCLUDES(lock_);
-  void engine_loop() EXCLUDES(queue_lock_);
+  void engine_loop();
 
   MemorySystem& ms_;
   const std::string name_;
