@@ -31,8 +31,8 @@ MachineConfig machine() {
 void set_rate(benchmark::State& state, uint64_t pages_per_iteration) {
   const auto pages = static_cast<int64_t>(state.iterations() * pages_per_iteration);
   state.SetItemsProcessed(pages);
-  state.counters["us_per_page"] = benchmark::Counter(
-      static_cast<double>(pages) / 1e6, benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["ns_per_page"] = benchmark::Counter(
+      static_cast<double>(pages), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 // One direction of a migration of [a, a + kGiB): to the device when
