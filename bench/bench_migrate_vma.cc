@@ -96,6 +96,7 @@ BENCHMARK(BM_MigrateVma1GiBToDeviceAndBack)
     ->Arg(64)
     ->Arg(512)
     ->ArgName("batch")
+    ->MinTime(2.0)
     ->Unit(benchmark::kMillisecond);
 
 // The floor: copying the same 1 GiB there and back, frame to frame.

@@ -39,6 +39,9 @@ void MachineOptions::add_to(CLI::App& app) {
   app.add_option("--hotplug-space", hotplug_space,
                  "Physical space above boot memory where memory can be hot-added")
       ->capture_default_str();
+  app.add_option("--device-space", device_space,
+                 "Physical space above the hot-add space for ZONE_DEVICE memory (memremap_pages)")
+      ->capture_default_str();
   app.add_option("--online-policy", online_policy, "memory_hotplug.online_policy")
       ->check(CLI::IsMember({"contig-zones", "auto-movable"}))
       ->capture_default_str();
@@ -63,6 +66,7 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
   const auto block = parse_size(block_size, "--block-size", errs);
   const auto section = parse_size(section_size, "--section-size", errs);
   const auto hot_space = parse_size(hotplug_space, "--hotplug-space", errs);
+  const auto dev_space = parse_size(device_space, "--device-space", errs);
   if (nodes < 1 || nodes > 64)
     errs.push_back(fmt::format("--nodes: {} is not between 1 and 64", nodes));
   if (!errs.empty()) return errs;
@@ -125,6 +129,7 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
   c.min_free_kbytes = min_free_kbytes;
   c.reserve_memmap = !no_memmap_reserve;
   c.hotplug.space = *hot_space;
+  c.device_space = *dev_space;
   c.hotplug.online_policy =
       online_policy == "auto-movable" ? OnlinePolicy::kAutoMovable : OnlinePolicy::kContigZones;
   c.hotplug.auto_movable_ratio = auto_movable_ratio;

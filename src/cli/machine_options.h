@@ -3,7 +3,7 @@
 // --memory 4GiB --nodes 2 --movable 2GiB --cma 256MiB --cma name:64MiB@1
 // --hugepages 2MiB:16 --hugepages 1GiB:1@0 --block-size 128MiB
 // --section-size 128MiB --thp always|madvise|never --cpus 2
-// --min-free-kbytes N --no-memmap-reserve --hotplug-space 4GiB
+// --min-free-kbytes N --no-memmap-reserve --hotplug-space 4GiB --device-space 1GiB
 // --online-policy contig-zones|auto-movable --auto-movable-ratio 301
 // --memhp-default-state offline|online|online_kernel|online_movable
 // --movable-node --longterm-pin-policy migrate|in-place. Defaults: the Foundation
@@ -34,6 +34,7 @@ struct MachineOptions {
   std::optional<uint64_t> min_free_kbytes;
   bool no_memmap_reserve = false;
   std::string hotplug_space = "0";
+  std::string device_space = "0";
   std::string online_policy = "contig-zones";
   unsigned auto_movable_ratio = 301;
   std::string memhp_default_state = "offline";

@@ -99,6 +99,8 @@ expect bad-hugepages 2 'expected SIZE:COUNT' -- dump buddyinfo --hugepages 2MiB
 expect bad-dump 2 'not in \{buddyinfo,pagetypeinfo,zoneinfo,vmstat,memory-blocks,cma,memmap\}' -- dump meminfo
 expect bad-hotplug-space 2 'hot-add space 3MiB is not a multiple of the memory block size 128MiB' \
   -- dump memory-blocks --hotplug-space 3MiB
+expect bad-device-space 2 'device space 3MiB is not a multiple of the section size 128MiB' \
+  -- dump memory-blocks --device-space 3MiB
 expect bad-online-policy 2 'online-policy' -- dump memory-blocks --online-policy sometimes
 expect bad-longterm-policy 2 'longterm-pin-policy' -- run --longterm-pin-policy never
 expect unknown-option 2 'no-such-option' -- dump buddyinfo --no-such-option
