@@ -8,6 +8,7 @@
 #include <atomic>
 #include <thread>
 
+#include "pinmm/gup/gup.h"
 #include "pinmm/migrate/move_pages.h"
 #include "testing/migrate.h"
 #include "testing/vm.h"
@@ -105,8 +106,15 @@ TEST_F(GpuTest, ConcurrentGpuWritesWhileCpuFaultsMigratesAndMprotects) {
     for (int step = 0; !stop.load(); ++step) {
       switch (step % 3) {
         case 0:
-          for (VirtAddr p : pages)
-            (void)read_user<uint64_t>(*mm, p);
+          // Fault device pages back without touching their bytes (a CPU
+          // read racing the GPU's write would be a data race of the test's
+          // own making): GUP faults and the fault migrates to RAM.
+          for (VirtAddr p : pages) {
+            Page* page = nullptr;
+            ReadGuard g(mm->mmap_lock);
+            if (get_user_pages_remote(*mm, p.value(), 1, FOLL_NONE, &page, nullptr) == 1)
+              put_page(page);
+          }
           break;
         case 1: {
           std::vector<int> nodes(pages.size(), step % 2);
