@@ -54,4 +54,11 @@ std::string Errno::name() const {
   return "E" + std::to_string(code_);
 }
 
+std::optional<Errno> Errno::from_name(std::string_view name) {
+  for (const auto& n : kNames) {
+    if (n.name == name) return Errno(n.code);
+  }
+  return std::nullopt;
+}
+
 }  // namespace pinmm

@@ -211,8 +211,7 @@ int run_foundation_demo(const MachineConfig& config, uint64_t seed, bool quiet) 
     if (!quiet) fmt::print("{}", s);
   };
 
-  say("pinmm run: built-in demo of the physical, vm, gup, hotplug and CMA layers (the scenario "
-      "runner arrives with the scenario issue)\n");
+  say("pinmm demo: the physical, vm, gup, hotplug and CMA layers at work\n");
   Bytes movable(0);
   for (const NodeConfig& n : config.nodes)
     movable = movable + n.movable;

@@ -1,5 +1,6 @@
-// The built-in job `pinmm run` performs until the scenario runner (issue #8)
-// exists: it boots a machine and exercises the physical and vm layers.
+// `pinmm demo`: the Foundation demo. It boots a machine from the command
+// line's options and exercises the physical, vm, gup, hotplug and CMA
+// layers with a fixed script (scenarios are `pinmm run`'s).
 #pragma once
 
 #include <cstdint>

@@ -8,6 +8,7 @@
 #include "cli/demo.h"
 #include "cli/gup_test_cmd.h"
 #include "cli/machine_options.h"
+#include "cli/run_cmd.h"
 #include "pinmm/gup/gup.h"
 #include "pinmm/hotplug/memory_hotplug.h"
 #include "pinmm/migrate/target.h"
@@ -82,14 +83,21 @@ int main(int argc, char** argv) {
           {"buddyinfo", "pagetypeinfo", "zoneinfo", "vmstat", "memory-blocks", "cma", "memmap"}));
   pinmm::cli::MachineOptions dump_machine;
   dump_machine.add_to(*dump_cmd);
+  std::string dump_scenario;
+  dump_cmd->add_option("--scenario", dump_scenario,
+                       "Boot the machine of this scenario file instead (machine options ignored)");
 
-  auto* run_cmd = app.add_subcommand("run", "Run the main job (the built-in demo for now)");
-  pinmm::cli::MachineOptions run_machine;
-  run_machine.add_to(*run_cmd);
+  pinmm::cli::RunCommand run_cmd(app);
+  auto* scenarios_cmd = app.add_subcommand("scenarios", "List the built-in scenarios");
+
+  auto* demo_cmd = app.add_subcommand(
+      "demo", "The Foundation demo: kernel and user memory, pins against hotplug and CMA");
+  pinmm::cli::MachineOptions demo_machine;
+  demo_machine.add_to(*demo_cmd);
   uint64_t seed = 1;
   bool quiet = false;
-  run_cmd->add_option("--seed", seed, "Seed of the job's random choices")->capture_default_str();
-  run_cmd->add_flag("--quiet", quiet, "Print nothing; the exit status tells");
+  demo_cmd->add_option("--seed", seed, "Seed of the demo's random choices")->capture_default_str();
+  demo_cmd->add_flag("--quiet", quiet, "Print nothing; the exit status tells");
 
   auto* policies_cmd = app.add_subcommand("policies", "List the named policies pinmm can use");
   pinmm::cli::GupTestCommand gup_test(app);
@@ -109,7 +117,16 @@ int main(int argc, char** argv) {
 
   if (policies_cmd->parsed()) return policies();
   if (gup_test.parsed()) return gup_test.run();
-  const pinmm::cli::MachineOptions& opts = dump_cmd->parsed() ? dump_machine : run_machine;
+  if (run_cmd.parsed()) return run_cmd.run();
+  if (scenarios_cmd->parsed()) return pinmm::cli::list_scenarios();
+  if (dump_cmd->parsed() && !dump_scenario.empty()) {
+    try {
+      return dump(pinmm::cli::load_scenario_file(dump_scenario).machine, what);
+    } catch (const pinmm::ScenarioError& e) {
+      return usage_error({e.what()});
+    }
+  }
+  const pinmm::cli::MachineOptions& opts = dump_cmd->parsed() ? dump_machine : demo_machine;
   auto config = opts.to_config();
   if (auto* problems = std::get_if<std::vector<std::string>>(&config))
     return usage_error(*problems);

@@ -50,7 +50,7 @@ expect pagetypeinfo-two-nodes 0 'Node    1, zone  Movable, type      Movable' --
 expect vmstat 0 '^nr_free_cma 0$' -- dump vmstat --memory 1GiB --movable 0 --cma none
 expect hugepages 0 '^htlb_buddy_alloc_success 4$' -- dump vmstat --memory 1GiB --movable 0 --cma none --hugepages 2MiB:4
 expect run 0 'audit: mid-run ok; after freeing everything ok; all pages back: yes' \
-  -- run --memory 512MiB --movable 256MiB --cma 64MiB
+  -- demo --memory 512MiB --movable 256MiB --cma 64MiB
 expect policies 0 'alloc_migration_target' -- policies
 expect policies-longterm 0 '^  in-place +FOLL_LONGTERM pins memory where it lies' -- policies
 expect policies-online 0 '^  auto-movable ' -- policies
@@ -58,12 +58,12 @@ expect policies-offline 0 '^  bounded ' -- policies
 # The demo's hotplug and CMA step: the O_DIRECT pin blocks its block and is
 # named; the long-term pins were migrated first; the block offlines after
 # the unpin.
-expect run-who-pins 0 "who pins:" -- run --memory 512MiB --movable 256MiB --cma 64MiB
+expect run-who-pins 0 "who pins:" -- demo --memory 512MiB --movable 256MiB --cma 64MiB
 expect run-who-pins-owner 0 "pinned x1 .*'host' \[O_DIRECT read\] x1 via pin_user_pages_remote" \
-  -- run --memory 512MiB --movable 256MiB --cma 64MiB
+  -- demo --memory 512MiB --movable 256MiB --cma 64MiB
 expect run-offline-after-unpin 0 'after the O_DIRECT pin is released: memory[0-9]+ offline ok' \
-  -- run --memory 512MiB --movable 256MiB --cma 64MiB
-expect run-cma 0 "cma_alloc\('reserved', 16384 pages\): ok" -- run --memory 512MiB --movable 256MiB --cma 64MiB
+  -- demo --memory 512MiB --movable 256MiB --cma 64MiB
+expect run-cma 0 "cma_alloc\('reserved', 16384 pages\): ok" -- demo --memory 512MiB --movable 256MiB --cma 64MiB
 # sysfs and the memory map.
 expect memory-blocks 0 '^memory3 phys_index=00000003 state=online valid_zones=Movable node=0$' \
   -- dump memory-blocks --memory 512MiB --movable 256MiB --cma none
@@ -72,7 +72,7 @@ expect cma-sysfs 0 '^cma/reserved base_pfn=0x0 count=16384 used=0 ' -- dump cma 
 expect memmap 0 '^memory2 +node 0 Movable +pfn +0x10000 \.{64}$' \
   -- dump memmap --memory 512MiB --movable 256MiB --cma none
 expect memmap-legend 0 'legend: \. free, m movable, U unmovable' -- dump memmap --memory 512MiB --movable 256MiB --cma none
-expect run-quiet 0 '^$' -- run --quiet --memory 512MiB --movable 256MiB --cma none
+expect run-quiet 0 '^$' -- demo --quiet --memory 512MiB --movable 256MiB --cma none
 # gup-test: gup_test's lines, one per repeat (and thread).
 expect gup-test-default 0 '^GUP_FAST_BENCHMARK: Time: get:[0-9]+ put:[0-9]+ us$' -- gup-test -m 4
 expect_lines gup-test-repeats 3 '^PIN_FAST_BENCHMARK: Time: get:[0-9]+ put:[0-9]+ us$' \
@@ -102,7 +102,7 @@ expect bad-hotplug-space 2 'hot-add space 3MiB is not a multiple of the memory b
 expect bad-device-space 2 'device space 3MiB is not a multiple of the section size 128MiB' \
   -- dump memory-blocks --device-space 3MiB
 expect bad-online-policy 2 'online-policy' -- dump memory-blocks --online-policy sometimes
-expect bad-longterm-policy 2 'longterm-pin-policy' -- run --longterm-pin-policy never
+expect bad-longterm-policy 2 'longterm-pin-policy' -- demo --longterm-pin-policy never
 expect unknown-option 2 'no-such-option' -- dump buddyinfo --no-such-option
 expect no-command 2 'A subcommand is required' --
 

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cerrno>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -33,6 +34,8 @@ class Errno {
   constexpr long neg() const { return -static_cast<long>(code_); }
   // Kernel name ("EFAULT"), or "E<number>" for codes pinmm has no name for.
   std::string name() const;
+  // The errno a kernel name stands for ("EBUSY"), if pinmm knows it.
+  static std::optional<Errno> from_name(std::string_view name);
 
   friend constexpr bool operator==(Errno, Errno) = default;
 

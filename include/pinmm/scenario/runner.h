@@ -1,0 +1,92 @@
+// Running a scenario: boot its machine, create its processes and devices,
+// carry out the steps, keep a data oracle, check the expectations.
+//
+// Steps run one after another on the calling thread, except the members of
+// a `concurrent` group, which run at once on threads of their own. Every
+// process is a Task (its pid, comm and mm) that the runner acts as while it
+// works on that process's memory; pins record it (or the named device) as
+// owner.
+//
+// The data oracle: each page of each mapping has an expected first word
+// (0 until written). write steps, DMA and device writes store stamps
+// derived from the seed and a global write counter, fork copies private
+// mappings' expectations and shares shared ones, munmap forgets pages,
+// MADV_DONTNEED zeroes private ones. read steps and `no_data_lost` compare
+// what the CPU sees with it.
+//
+// Determinism: with no concurrent groups the outcome depends only on the
+// scenario and the seed; wall-clock figures are kept apart (StepOutcome::
+// elapsed_ns, RunReport::total_ns) so reports can put them under `timing`.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pinmm/phys/memory_map.h"
+#include "pinmm/scenario/scenario.h"
+
+namespace pinmm {
+
+// A vmstat counter that changed during a step: name, before, after.
+struct CounterChange {
+  std::string name;
+  int64_t before = 0;
+  int64_t after = 0;
+};
+
+struct StepOutcome {
+  std::string id;  // "3", or "5.2" for the second member of group 5 (1-based)
+  StepKind kind = StepKind::kSnapshot;
+  std::string title;
+  int err = 0;        // 0 or a positive errno
+  int64_t value = 0;  // what the step counts (pages pinned, migrated, …; 0 if nothing)
+  std::string detail;
+  bool expectation_ok = true;
+  std::string expectation;  // what was expected, when the step had an expect:
+  std::vector<CounterChange> counters;
+  std::vector<std::string> blockers;  // who held what, when the step failed on pins
+  uint64_t elapsed_ns = 0;            // wall clock: a timing, not part of the outcome
+};
+
+struct SnapshotRecord {
+  std::string label;
+  std::string after_step;  // the id of the step that took it
+  PhysMemoryMap map;
+};
+
+struct ExpectationOutcome {
+  std::string what;  // "pgmigrate_success >= 1", "no data lost", "step 4 result" …
+  SourcePos pos;
+  bool ok = true;
+  std::string detail;  // the value found, or what went wrong
+};
+
+struct RunReport {
+  std::string scenario;
+  std::string description;
+  std::string file;
+  uint64_t seed = 0;
+  MachineConfig machine;
+  std::vector<StepOutcome> steps;
+  std::vector<SnapshotRecord> snapshots;
+  std::vector<ExpectationOutcome> expectations;
+  std::vector<CounterChange> counters;  // over the whole run
+  bool passed = true;
+  uint64_t total_ns = 0;  // wall clock
+};
+
+struct RunOptions {
+  std::optional<uint64_t> seed;  // overrides the scenario's
+  // Called after each step (from the thread that ran it; group members are
+  // reported after the group finishes, in order).
+  std::function<void(const StepOutcome&)> on_step;
+};
+
+// Runs the scenario. A machine that fails to boot is a ScenarioError at
+// the file's machine section (exit status 2 for the CLI).
+RunReport run_scenario(const Scenario& scenario, const RunOptions& options = {});
+
+}  // namespace pinmm

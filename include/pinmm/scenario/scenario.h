@@ -1,0 +1,197 @@
+// Scenarios: a machine, processes with mappings, devices, an ordered list
+// of steps, and what must hold afterwards, read from YAML.
+//
+// docs/scenarios.md is the schema, with an example per step kind. Parsing
+// checks everything it can before anything runs: unknown keys, wrong
+// types, bad sizes, names used before they are defined, and machines that
+// cannot boot are ScenarioErrors carrying the file, line and column of the
+// offending node (1-based, as compilers print them). A ScenarioError is
+// the only way parsing fails; nothing in a scenario file can crash it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pinmm/base/types.h"
+#include "pinmm/phys/config.h"
+
+namespace pinmm {
+
+struct SourcePos {
+  std::string file;
+  int line = 0;  // 1-based; 0: unknown
+  int column = 0;
+  std::string to_string() const;  // "file:line:column"
+};
+
+class ScenarioError : public std::runtime_error {
+ public:
+  ScenarioError(SourcePos pos, const std::string& message);
+  const SourcePos& pos() const { return pos_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  SourcePos pos_;
+  std::string message_;
+};
+
+enum class MappingKind : uint8_t {
+  kAnon,         // MAP_PRIVATE | MAP_ANONYMOUS
+  kSharedAnon,   // MAP_SHARED | MAP_ANONYMOUS (shmem underneath)
+  kShmem,        // a memfd (tmpfs file) mapped MAP_SHARED
+  kHugetlb,      // MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB (2 MiB pages)
+  kFile,         // a dirty-tracked (ext4-like) file mapped MAP_SHARED
+  kFilePrivate,  // the same file kind mapped MAP_PRIVATE
+};
+const char* mapping_kind_name(MappingKind k);
+
+struct MappingSpec {
+  std::string name;
+  MappingKind kind = MappingKind::kAnon;
+  uint64_t size = 0;  // bytes, page aligned (2 MiB aligned for hugetlb)
+  bool thp = true;    // MADV_HUGEPAGE vs MADV_NOHUGEPAGE (anon)
+  SourcePos pos;
+};
+
+struct ProcessSpec {
+  std::string name;
+  std::vector<MappingSpec> mappings;
+  SourcePos pos;
+};
+
+enum class DeviceType : uint8_t { kRdmaNic, kDmirror, kGpu, kDirectIo };
+const char* device_type_name(DeviceType t);
+
+struct DeviceSpec {
+  std::string name;
+  DeviceType type = DeviceType::kRdmaNic;
+  bool coherent = false;       // dmirror: device-coherent instead of private memory
+  unsigned hot_threshold = 4;  // gpu
+  SourcePos pos;
+};
+
+enum class StepKind : uint8_t {
+  kWrite,
+  kRead,
+  kFork,
+  kExit,
+  kMunmap,
+  kMprotect,
+  kMadvise,
+  kPin,
+  kUnpin,
+  kRegister,
+  kDeregister,
+  kDma,
+  kDirectIo,
+  kMirror,
+  kMovePages,
+  kOffline,
+  kOnline,
+  kHotAdd,
+  kCmaAlloc,
+  kCmaRelease,
+  kKernelAlloc,
+  kKernelFree,
+  kSnapshot,
+  kConcurrent,
+};
+const char* step_kind_name(StepKind k);  // the YAML key: "write", "move_pages" …
+
+// What a step must return: success, or a given errno; and optionally a
+// value (pages pinned, migrated, allocated …, as the step kind defines).
+struct StepExpect {
+  int err = 0;  // 0: success; else a positive errno
+  std::optional<int64_t> value;
+  SourcePos pos;
+};
+
+// A range of a mapping: "process.mapping" plus offset and size.
+struct RangeRef {
+  std::string process;
+  std::string mapping;
+  uint64_t offset = 0;
+  std::optional<uint64_t> size;  // default: to the end of the mapping
+};
+
+// Which memory blocks an offline/online step names.
+struct BlockSelect {
+  std::vector<uint64_t> ids;        // explicit ids
+  std::string zone;                 // "movable" / "normal": every present block online there
+  std::optional<uint64_t> last;     // only the last N of those
+};
+
+struct Step {
+  StepKind kind = StepKind::kSnapshot;
+  std::string title;  // "name:" or a generated description
+  SourcePos pos;
+  RangeRef range;     // write, read, munmap, mprotect, madvise, pin, register, direct_io, mirror, move_pages
+  std::string process, child;  // fork (process, child), exit (process)
+  std::string device;          // register, dma, direct_io, mirror
+  std::string handle;          // "as:" for pin, register, cma_alloc, kernel_alloc
+  std::string ref;             // unpin (pin), deregister/dma (region), cma_release, kernel_free
+  std::string label;           // pin owner label
+  std::string op;              // mprotect prot, madvise advice, mirror op, direct_io direction, online zone
+  bool longterm = false, fast = false, write = true;
+  int node = 0;
+  unsigned rounds = 1;   // dma
+  int timeout_ms = 0;    // offline deadline (0: none; the kernel retries until a signal)
+  uint64_t count = 0;    // cma_alloc pages (0: the whole area); kernel_alloc bytes; hot_add bytes
+  std::string area;      // cma_alloc
+  BlockSelect blocks;    // offline, online
+  std::vector<Step> group;  // concurrent
+  std::optional<StepExpect> expect;
+};
+
+enum class CompareOp : uint8_t { kEq, kNe, kLt, kLe, kGt, kGe };
+const char* compare_op_name(CompareOp op);  // "==", ">=" …
+
+struct CounterExpect {
+  std::string counter;  // a /proc/vmstat name, or "delta:NAME" for the change over the run
+  CompareOp op = CompareOp::kEq;
+  int64_t value = 0;
+  SourcePos pos;
+};
+
+struct BlockStateExpect {
+  BlockSelect blocks;
+  std::string state;  // "online" / "offline"
+  SourcePos pos;
+};
+
+struct Expectations {
+  std::vector<CounterExpect> counters;
+  bool no_data_lost = false;
+  bool no_pages_leaked = false;
+  std::vector<BlockStateExpect> blocks;
+};
+
+struct Scenario {
+  std::string file;
+  std::string name;
+  std::string description;
+  uint64_t seed = 1;
+  MachineConfig machine;
+  std::vector<ProcessSpec> processes;
+  std::vector<DeviceSpec> devices;
+  std::vector<Step> steps;
+  Expectations expect;
+};
+
+// Parses and checks a scenario. Throws ScenarioError.
+Scenario parse_scenario(std::string_view yaml, const std::string& file);
+
+struct BuiltinScenario {
+  const char* name;
+  const char* summary;
+  const char* yaml;
+};
+std::span<const BuiltinScenario> builtin_scenarios();
+const BuiltinScenario* find_builtin_scenario(std::string_view name);
+
+}  // namespace pinmm

@@ -1,0 +1,142 @@
+// `pinmm run` and `pinmm scenarios` (run_cmd.h).
+#include "cli/run_cmd.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "pinmm/base/errno.h"
+#include "pinmm/report/json_report.h"
+#include "pinmm/scenario/runner.h"
+
+namespace pinmm::cli {
+
+namespace {
+
+std::string format_ns(uint64_t ns) {
+  if (ns >= 10'000'000'000ull) return fmt::format("{:.1f} s", static_cast<double>(ns) / 1e9);
+  if (ns >= 1'000'000ull) return fmt::format("{:.1f} ms", static_cast<double>(ns) / 1e6);
+  return fmt::format("{:.0f} us", static_cast<double>(ns) / 1e3);
+}
+
+void print_step(const StepOutcome& o) {
+  const std::string result = o.err == 0 ? "ok" : Errno(o.err).name();
+  fmt::print("[{:>4}] {:<7} {:>9}  {}: {}\n", o.id, o.expectation_ok ? result : result + "!",
+             format_ns(o.elapsed_ns), o.title, o.detail);
+  if (!o.expectation_ok) fmt::print("        FAILED: expected {}, got {}\n", o.expectation, result);
+  if (o.err != 0 || !o.expectation_ok) {
+    // The first few; the JSON report has them all.
+    constexpr size_t kShown = 6;
+    for (size_t i = 0; i < o.blockers.size() && i < kShown; ++i)
+      fmt::print("        who pins: {}\n", o.blockers[i]);
+    if (o.blockers.size() > kShown)
+      fmt::print("        who pins: … {} more lines in the JSON report\n", o.blockers.size() - kShown);
+  }
+  std::fflush(stdout);
+}
+
+void print_summary(const RunReport& r) {
+  // The counters that moved most (by absolute change).
+  std::vector<CounterChange> moved = r.counters;
+  std::stable_sort(moved.begin(), moved.end(), [](const CounterChange& a, const CounterChange& b) {
+    return std::abs(a.after - a.before) > std::abs(b.after - b.before);
+  });
+  if (moved.size() > 12) moved.resize(12);
+  fmt::print("counters that moved:\n");
+  for (const CounterChange& c : moved)
+    fmt::print("  {:<32} {:>12} -> {:<12} ({:+})\n", c.name, c.before, c.after, c.after - c.before);
+  fmt::print("expectations:\n");
+  for (const ExpectationOutcome& e : r.expectations) {
+    fmt::print("  {} {}: {}{}\n", e.ok ? "ok  " : "FAIL", e.what, e.detail,
+               e.pos.line > 0 ? fmt::format(" ({})", e.pos.to_string()) : "");
+  }
+  const auto failed_steps = std::count_if(r.steps.begin(), r.steps.end(),
+                                          [](const StepOutcome& o) { return !o.expectation_ok; });
+  if (failed_steps > 0) fmt::print("  FAIL {} step(s) did not do what was expected\n", failed_steps);
+}
+
+}  // namespace
+
+Scenario load_scenario_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ScenarioError(SourcePos{path, 0, 0}, "cannot read the file");
+  std::stringstream text;
+  text << in.rdbuf();
+  return parse_scenario(text.str(), path);
+}
+
+RunCommand::RunCommand(CLI::App& app) {
+  cmd_ = app.add_subcommand("run", "Run a scenario (the built-in 'default' if none is given)");
+  cmd_->add_option("file", file_, "A scenario file (docs/scenarios.md)");
+  cmd_->add_option("--builtin", builtin_, "Run a built-in scenario (see `pinmm scenarios`)");
+  cmd_->add_option("--seed", seed_, "Seed (overrides the scenario's)");
+  cmd_->add_option("--json", json_, "Write the JSON report to this file");
+  cmd_->add_flag("--quiet", quiet_, "Print nothing; the exit status tells");
+}
+
+int RunCommand::run() {
+  if (!file_.empty() && !builtin_.empty()) {
+    fmt::print(stderr, "pinmm: error: give a scenario file or --builtin, not both\n");
+    return 2;
+  }
+  Scenario s;
+  try {
+    if (!file_.empty()) {
+      s = load_scenario_file(file_);
+    } else {
+      const std::string name = builtin_.empty() ? "default" : builtin_;
+      const BuiltinScenario* b = find_builtin_scenario(name);
+      if (b == nullptr) {
+        fmt::print(stderr, "pinmm: error: no built-in scenario '{}' (see `pinmm scenarios`)\n",
+                   name);
+        return 2;
+      }
+      s = parse_scenario(b->yaml, fmt::format("builtin:{}", name));
+    }
+  } catch (const ScenarioError& e) {
+    fmt::print(stderr, "pinmm: error: {}\n", e.what());
+    return 2;
+  }
+  if (!quiet_) {
+    fmt::print("pinmm run: scenario '{}' ({})\n", s.name, s.file);
+    if (!s.description.empty()) fmt::print("  {}\n", s.description);
+  }
+  RunOptions opts;
+  opts.seed = seed_;
+  if (!quiet_) opts.on_step = print_step;
+  RunReport r;
+  try {
+    r = run_scenario(s, opts);
+  } catch (const ScenarioError& e) {
+    fmt::print(stderr, "pinmm: error: {}\n", e.what());
+    return 2;
+  }
+  if (!json_.empty()) {
+    std::ofstream out(json_);
+    out << scenario_report_json(r);
+    if (!out) {
+      fmt::print(stderr, "pinmm: error: cannot write {}\n", json_);
+      return 2;
+    }
+  }
+  if (!quiet_) {
+    print_summary(r);
+    if (!json_.empty()) fmt::print("report: {}\n", json_);
+    fmt::print("{}: scenario '{}' {} in {}\n", r.passed ? "PASS" : "FAIL", r.scenario,
+               r.passed ? "held every expectation" : "did not hold", format_ns(r.total_ns));
+  }
+  return r.passed ? 0 : 1;
+}
+
+int list_scenarios() {
+  for (const BuiltinScenario& b : builtin_scenarios())
+    fmt::print("{:<14} {}\n", b.name, b.summary);
+  return 0;
+}
+
+}  // namespace pinmm::cli
