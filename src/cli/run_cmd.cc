@@ -28,7 +28,8 @@ void print_step(const StepOutcome& o) {
   const std::string result = o.err == 0 ? "ok" : Errno(o.err).name();
   fmt::print("[{:>4}] {:<7} {:>9}  {}: {}\n", o.id, o.expectation_ok ? result : result + "!",
              format_ns(o.elapsed_ns), o.title, o.detail);
-  if (!o.expectation_ok) fmt::print("        FAILED: expected {}, got {}\n", o.expectation, result);
+  if (!o.expectation_ok)
+    fmt::print("        FAILED: expected {}, got {}, value {}\n", o.expectation, result, o.value);
   if (o.err != 0 || !o.expectation_ok) {
     // The first few; the JSON report has them all.
     constexpr size_t kShown = 6;

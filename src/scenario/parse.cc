@@ -72,7 +72,7 @@ const std::map<StepKind, std::set<std::string>>& step_keys() {
       {StepKind::kDirectIo, {"device", "mapping", "offset", "size", "direction"}},
       {StepKind::kMirror, {"device", "mapping", "offset", "size", "op"}},
       {StepKind::kMovePages, {"mapping", "offset", "size", "node"}},
-      {StepKind::kOffline, {"blocks", "last", "timeout_ms"}},
+      {StepKind::kOffline, {"blocks", "last", "timeout_ms", "retries"}},
       {StepKind::kOnline, {"blocks", "last", "zone"}},
       {StepKind::kHotAdd, {"size", "node"}},
       {StepKind::kCmaAlloc, {"area", "count", "as"}},
@@ -541,6 +541,8 @@ class Parser {
       case StepKind::kOffline:
         parse_blocks(op, st.blocks);
         if (op["timeout_ms"]) st.timeout_ms = small_int(op["timeout_ms"], "timeout_ms", 1, 3600000);
+        if (op["retries"])
+          st.retries = static_cast<unsigned>(small_int(op["retries"], "retries", 1, 1000000));
         break;
       case StepKind::kOnline:
         parse_blocks(op, st.blocks);

@@ -808,6 +808,10 @@ class Runner {
       OfflineOptions opt;
       if (st.timeout_ms > 0)
         opt.deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(st.timeout_ms);
+      if (st.retries > 0) {
+        opt.retry = OfflineRetryPolicy::kBounded;
+        opt.max_attempts = st.retries;
+      }
       OfflineResult res;
       const uint64_t seq = blocker_seq();
       const int rc = hp_->state_store(id, "offline", opt, &res);

@@ -49,7 +49,7 @@ expect pagetypeinfo-cma-blocks 0 '^Node 0, zone   Normal +0 +896 +0 +0 +128 +0 $
 expect pagetypeinfo-two-nodes 0 'Node    1, zone  Movable, type      Movable' -- dump pagetypeinfo --nodes 2 --cma none
 expect vmstat 0 '^nr_free_cma 0$' -- dump vmstat --memory 1GiB --movable 0 --cma none
 expect hugepages 0 '^htlb_buddy_alloc_success 4$' -- dump vmstat --memory 1GiB --movable 0 --cma none --hugepages 2MiB:4
-expect run 0 'audit: mid-run ok; after freeing everything ok; all pages back: yes' \
+expect demo 0 'audit: mid-run ok; after freeing everything ok; all pages back: yes' \
   -- demo --memory 512MiB --movable 256MiB --cma 64MiB
 expect policies 0 'alloc_migration_target' -- policies
 expect policies-longterm 0 '^  in-place +FOLL_LONGTERM pins memory where it lies' -- policies
@@ -105,6 +105,25 @@ expect bad-online-policy 2 'online-policy' -- dump memory-blocks --online-policy
 expect bad-longterm-policy 2 'longterm-pin-policy' -- demo --longterm-pin-policy never
 expect unknown-option 2 'no-such-option' -- dump buddyinfo --no-such-option
 expect no-command 2 'A subcommand is required' --
+
+# Scenarios (docs/scenarios.md): the built-in default passes; a file that
+# expects the wrong thing exits 1 naming it; a malformed one exits 2 with
+# file:line:column.
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+expect scenarios 0 '^default +RDMA long-term pins' -- scenarios
+expect run-default 0 "^PASS: scenario 'default' held every expectation" -- run
+expect run-default-offline 0 'every movable memory block goes offline: 4 blocks offline' -- run
+expect run-json 0 "^report: $tmp/cow.json" -- run --builtin cow-and-pins --json "$tmp/cow.json"
+expect run-json-content 0 '"scenario": "cow-and-pins"' -- run --builtin cow-and-pins --quiet --json /dev/stdout
+expect run-longterm-off 0 "who pins: .*device 'rdma0' \[mr1\]" -- run --builtin longterm-off
+expect run-bad-builtin 2 "no built-in scenario 'nope'" -- run --builtin nope
+expect run-missing-file 2 "$tmp/none.yaml:0:0: cannot read the file" -- run "$tmp/none.yaml"
+printf 'scenario: bad\nmachine: {memory: 12XB}\nsteps: []\n' >"$tmp/bad.yaml"
+expect run-bad-file 2 "^pinmm: error: $tmp/bad.yaml:2:19: 'memory': '12XB' is not a size" -- run "$tmp/bad.yaml"
+printf 'scenario: wrong\nmachine: {memory: 256MiB, block_size: 128MiB}\nprocesses: [{name: p, mappings: [{name: m, size: 64KiB}]}]\nsteps:\n  - write: {mapping: p.m}\n    expect: {result: ok, value: 3}\n' >"$tmp/wrong.yaml"
+expect run-wrong-expectation 1 'FAILED: expected ok, value 3, got ok, value 16' -- run "$tmp/wrong.yaml"
+expect dump-scenario 0 '^Node 0, zone   Normal' -- dump buddyinfo --scenario "$tmp/wrong.yaml"
 
 if [[ $failures -ne 0 ]]; then
   echo "$failures CLI check(s) failed"

@@ -141,6 +141,7 @@ struct Step {
   int node = 0;
   unsigned rounds = 1;   // dma
   int timeout_ms = 0;    // offline deadline (0: none; the kernel retries until a signal)
+  unsigned retries = 0;  // offline: give up (-EBUSY) after this many migration attempts
   uint64_t count = 0;    // cma_alloc pages (0: the whole area); kernel_alloc bytes; hot_add bytes
   std::string area;      // cma_alloc
   BlockSelect blocks;    // offline, online
