@@ -36,7 +36,8 @@ void print_step(const StepOutcome& o) {
     for (size_t i = 0; i < o.blockers.size() && i < kShown; ++i)
       fmt::print("        who pins: {}\n", o.blockers[i]);
     if (o.blockers.size() > kShown)
-      fmt::print("        who pins: … {} more lines in the JSON report\n", o.blockers.size() - kShown);
+      fmt::print("        who pins: … {} more lines in the JSON report\n",
+                 o.blockers.size() - kShown);
   }
   std::fflush(stdout);
 }
@@ -58,7 +59,8 @@ void print_summary(const RunReport& r) {
   }
   const auto failed_steps = std::count_if(r.steps.begin(), r.steps.end(),
                                           [](const StepOutcome& o) { return !o.expectation_ok; });
-  if (failed_steps > 0) fmt::print("  FAIL {} step(s) did not do what was expected\n", failed_steps);
+  if (failed_steps > 0)
+    fmt::print("  FAIL {} step(s) did not do what was expected\n", failed_steps);
 }
 
 }  // namespace

@@ -244,8 +244,8 @@ expect:
 constexpr BuiltinScenario kBuiltins[] = {
     {"default", "RDMA long-term pins, then offlining and CMA succeed (pins migrated first)",
      kDefault},
-    {"longterm-off", "the same with the long-term pin policy off: offlining fails, names the pinner",
-     kLongtermOff},
+    {"longterm-off",
+     "the same with the long-term pin policy off: offlining fails, names the pinner", kLongtermOff},
     {"cma-vs-pins", "short-term pins block cma_alloc; long-term pins migrate out of CMA first",
      kCmaVsPins},
     {"hmm-mirror", "a GPU mirrors and migrates a process's memory while the CPU faults",

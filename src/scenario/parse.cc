@@ -98,9 +98,10 @@ class Parser {
     Scenario s;
     s.file = file_;
     if (!root.IsMap()) fail(root, "a scenario is a mapping with 'scenario', 'machine', 'steps' …");
-    check_keys(root, {"scenario", "description", "seed", "machine", "processes", "devices", "steps",
-                      "expect"},
-               "the scenario");
+    check_keys(
+        root,
+        {"scenario", "description", "seed", "machine", "processes", "devices", "steps", "expect"},
+        "the scenario");
     s.name = str(need(root, "scenario", root), "scenario");
     if (root["description"]) s.description = str(root["description"], "description");
     if (root["seed"]) s.seed = unsigned_int(root["seed"], "seed");
@@ -161,7 +162,8 @@ class Parser {
   uint64_t size(const YAML::Node& n, const std::string& what) const {
     const std::string t = str(n, what);
     auto b = Bytes::parse(t);
-    if (!b) fail(n, fmt::format("'{}': '{}' is not a size (examples: 4GiB, 256MiB, 4096)", what, t));
+    if (!b)
+      fail(n, fmt::format("'{}': '{}' is not a size (examples: 4GiB, 256MiB, 4096)", what, t));
     return b->value();
   }
   uint64_t page_size(const YAML::Node& n, const std::string& what) const {
@@ -202,12 +204,12 @@ class Parser {
   // ---- machine ----
 
   void parse_machine(const YAML::Node& n, Scenario& s) const {
-    check_keys(n,
-               {"memory", "nodes", "movable", "block_size", "section_size", "cma", "hugepages",
-                "thp", "cpus", "min_free_kbytes", "hotplug_space", "device_space",
-                "longterm_pin_policy", "online_policy", "auto_movable_ratio",
-                "memhp_default_state", "movable_node"},
-               "machine");
+    check_keys(
+        n,
+        {"memory", "nodes", "movable", "block_size", "section_size", "cma", "hugepages", "thp",
+         "cpus", "min_free_kbytes", "hotplug_space", "device_space", "longterm_pin_policy",
+         "online_policy", "auto_movable_ratio", "memhp_default_state", "movable_node"},
+        "machine");
     const uint64_t memory = size(need(n, "memory", n), "memory");
     const int nodes = n["nodes"] ? small_int(n["nodes"], "nodes", 1, 64) : 1;
     const uint64_t movable = n["movable"] ? size(n["movable"], "movable") : 0;
@@ -225,7 +227,9 @@ class Parser {
         area.size = Bytes(size(need(a, "size", a), "size"));
         area.nid = a["node"] ? small_int(a["node"], "node", 0, nodes - 1) : 0;
         area.order_per_bit =
-            a["order_per_bit"] ? static_cast<unsigned>(small_int(a["order_per_bit"], "order_per_bit", 0, 18)) : 0;
+            a["order_per_bit"]
+                ? static_cast<unsigned>(small_int(a["order_per_bit"], "order_per_bit", 0, 18))
+                : 0;
         c.cma.push_back(area);
       }
     }
@@ -244,29 +248,30 @@ class Parser {
     }
     if (n["thp"]) {
       const std::string t = one_of(n["thp"], "thp", {"always", "madvise", "never"});
-      c.thp = t == "always" ? ThpMode::kAlways : t == "madvise" ? ThpMode::kMadvise : ThpMode::kNever;
+      c.thp = t == "always"    ? ThpMode::kAlways
+              : t == "madvise" ? ThpMode::kMadvise
+                               : ThpMode::kNever;
     }
     if (n["cpus"]) c.cpus = small_int(n["cpus"], "cpus", 1, 256);
-    if (n["min_free_kbytes"]) c.min_free_kbytes = unsigned_int(n["min_free_kbytes"], "min_free_kbytes");
+    if (n["min_free_kbytes"])
+      c.min_free_kbytes = unsigned_int(n["min_free_kbytes"], "min_free_kbytes");
     if (n["hotplug_space"]) c.hotplug.space = Bytes(size(n["hotplug_space"], "hotplug_space"));
     if (n["device_space"]) c.device_space = Bytes(size(n["device_space"], "device_space"));
     if (n["longterm_pin_policy"]) {
-      c.longterm_pin_policy =
-          one_of(n["longterm_pin_policy"], "longterm_pin_policy", {"migrate", "in-place"}) ==
-                  "migrate"
-              ? LongtermPinPolicy::kMigrate
-              : LongtermPinPolicy::kInPlace;
+      c.longterm_pin_policy = one_of(n["longterm_pin_policy"], "longterm_pin_policy",
+                                     {"migrate", "in-place"}) == "migrate"
+                                  ? LongtermPinPolicy::kMigrate
+                                  : LongtermPinPolicy::kInPlace;
     }
     if (n["online_policy"]) {
-      c.hotplug.online_policy =
-          one_of(n["online_policy"], "online_policy", {"contig-zones", "auto-movable"}) ==
-                  "auto-movable"
-              ? OnlinePolicy::kAutoMovable
-              : OnlinePolicy::kContigZones;
+      c.hotplug.online_policy = one_of(n["online_policy"], "online_policy",
+                                       {"contig-zones", "auto-movable"}) == "auto-movable"
+                                    ? OnlinePolicy::kAutoMovable
+                                    : OnlinePolicy::kContigZones;
     }
     if (n["auto_movable_ratio"])
-      c.hotplug.auto_movable_ratio =
-          static_cast<unsigned>(small_int(n["auto_movable_ratio"], "auto_movable_ratio", 0, 100000));
+      c.hotplug.auto_movable_ratio = static_cast<unsigned>(
+          small_int(n["auto_movable_ratio"], "auto_movable_ratio", 0, 100000));
     if (n["memhp_default_state"]) {
       const std::string t = one_of(n["memhp_default_state"], "memhp_default_state",
                                    {"offline", "online", "online_kernel", "online_movable"});
@@ -290,7 +295,8 @@ class Parser {
       ProcessSpec proc;
       proc.pos = pos(p);
       proc.name = name_of(need(p, "name", p), "process");
-      if (processes_.contains(proc.name)) fail(p["name"], fmt::format("process '{}' is defined twice", proc.name));
+      if (processes_.contains(proc.name))
+        fail(p["name"], fmt::format("process '{}' is defined twice", proc.name));
       if (p["mappings"]) {
         if (!p["mappings"].IsSequence()) fail(p["mappings"], "'mappings' is a list of mappings");
         std::set<std::string> names;
@@ -338,10 +344,11 @@ class Parser {
       DeviceSpec dev;
       dev.pos = pos(d);
       dev.name = name_of(need(d, "name", d), "device");
-      if (devices_.contains(dev.name)) fail(d["name"], fmt::format("device '{}' is defined twice", dev.name));
+      if (devices_.contains(dev.name))
+        fail(d["name"], fmt::format("device '{}' is defined twice", dev.name));
       const std::string type =
           one_of(need(d, "type", d), "type", {"rdma_nic", "dmirror", "gpu", "direct_io"});
-      dev.type = type == "rdma_nic" ? DeviceType::kRdmaNic
+      dev.type = type == "rdma_nic"  ? DeviceType::kRdmaNic
                  : type == "dmirror" ? DeviceType::kDmirror
                  : type == "gpu"     ? DeviceType::kGpu
                                      : DeviceType::kDirectIo;
@@ -350,8 +357,10 @@ class Parser {
         dev.coherent = one_of(d["memory"], "memory", {"private", "coherent"}) == "coherent";
       }
       if (d["hot_threshold"]) {
-        if (dev.type != DeviceType::kGpu) fail(d["hot_threshold"], "only a gpu has a hot_threshold");
-        dev.hot_threshold = static_cast<unsigned>(small_int(d["hot_threshold"], "hot_threshold", 1, 1000000));
+        if (dev.type != DeviceType::kGpu)
+          fail(d["hot_threshold"], "only a gpu has a hot_threshold");
+        dev.hot_threshold =
+            static_cast<unsigned>(small_int(d["hot_threshold"], "hot_threshold", 1, 1000000));
       }
       if ((dev.type == DeviceType::kDmirror || dev.type == DeviceType::kGpu) &&
           s.machine.device_space.value() == 0)
@@ -409,8 +418,10 @@ class Parser {
     const YAML::Node n = need(op, key, op);
     st.ref = str(n, key);
     auto it = handles_.find(st.ref);
-    if (it == handles_.end()) fail(n, fmt::format("no {} '{}' defined before this step", kind, st.ref));
-    if (it->second != kind) fail(n, fmt::format("'{}' is a {}, not a {}", st.ref, it->second, kind));
+    if (it == handles_.end())
+      fail(n, fmt::format("no {} '{}' defined before this step", kind, st.ref));
+    if (it->second != kind)
+      fail(n, fmt::format("'{}' is a {}, not a {}", st.ref, it->second, kind));
   }
   void parse_blocks(const YAML::Node& op, BlockSelect& b) {
     const YAML::Node n = need(op, "blocks", op);
@@ -428,7 +439,8 @@ class Parser {
   }
 
   Step parse_step(const YAML::Node& n, bool in_group) {
-    if (!n.IsMap()) fail(n, "a step is a mapping with one step kind, e.g. {write: {mapping: p.buf}}");
+    if (!n.IsMap())
+      fail(n, "a step is a mapping with one step kind, e.g. {write: {mapping: p.buf}}");
     Step st;
     st.pos = pos(n);
     YAML::Node op;
@@ -448,7 +460,8 @@ class Parser {
     if (n["name"]) st.title = str(n["name"], "name");
     if (st.kind == StepKind::kConcurrent) {
       if (in_group) fail(n, "concurrent groups do not nest");
-      if (!op.IsSequence() || op.size() < 2) fail(op, "'concurrent' is a list of at least two steps");
+      if (!op.IsSequence() || op.size() < 2)
+        fail(op, "'concurrent' is a list of at least two steps");
       for (const YAML::Node& c : op)
         st.group.push_back(parse_step(c, true));
     } else {
@@ -474,7 +487,8 @@ class Parser {
         if (!processes_.contains(st.process)) fail(p, fmt::format("no process '{}'", st.process));
         const YAML::Node c = need(op, "child", op);
         st.child = name_of(c, "process");
-        if (processes_.contains(st.child)) fail(c, fmt::format("process '{}' already exists", st.child));
+        if (processes_.contains(st.child))
+          fail(c, fmt::format("process '{}' already exists", st.child));
         processes_[st.child] = processes_[st.process];
         break;
       }
@@ -502,7 +516,8 @@ class Parser {
         if (op["write"]) st.write = boolean(op["write"], "write");
         if (op["device"]) {
           st.device = str(op["device"], "device");
-          if (!devices_.contains(st.device)) fail(op["device"], fmt::format("no device '{}'", st.device));
+          if (!devices_.contains(st.device))
+            fail(op["device"], fmt::format("no device '{}'", st.device));
         }
         break;
       case StepKind::kUnpin:
@@ -519,7 +534,8 @@ class Parser {
         break;
       case StepKind::kDma:
         use(op, "region", st, "region");
-        if (op["rounds"]) st.rounds = static_cast<unsigned>(small_int(op["rounds"], "rounds", 1, 1000000));
+        if (op["rounds"])
+          st.rounds = static_cast<unsigned>(small_int(op["rounds"], "rounds", 1, 1000000));
         break;
       case StepKind::kDirectIo:
         need_device(op, st, {DeviceType::kDirectIo});
@@ -546,8 +562,9 @@ class Parser {
         break;
       case StepKind::kOnline:
         parse_blocks(op, st.blocks);
-        st.op = op["zone"] ? one_of(op["zone"], "zone", {"online", "online_movable", "online_kernel"})
-                           : "online_movable";
+        st.op = op["zone"]
+                    ? one_of(op["zone"], "zone", {"online", "online_movable", "online_kernel"})
+                    : "online_movable";
         break;
       case StepKind::kHotAdd:
         st.count = size(need(op, "size", op), "size");
@@ -555,7 +572,8 @@ class Parser {
         break;
       case StepKind::kCmaAlloc:
         st.area = str(need(op, "area", op), "area");
-        if (!cma_areas_.contains(st.area)) fail(op["area"], fmt::format("no CMA area '{}'", st.area));
+        if (!cma_areas_.contains(st.area))
+          fail(op["area"], fmt::format("no CMA area '{}'", st.area));
         if (op["count"]) {
           if (op["count"].IsScalar() && op["count"].Scalar() == "all") {
             st.count = 0;
@@ -581,7 +599,8 @@ class Parser {
         use(op, "alloc", st, "kernel allocation");
         break;
       case StepKind::kSnapshot:
-        st.label = op["label"] ? str(op["label"], "label") : fmt::format("snapshot {}", ++snapshots_);
+        st.label =
+            op["label"] ? str(op["label"], "label") : fmt::format("snapshot {}", ++snapshots_);
         break;
       case StepKind::kConcurrent:
         break;
@@ -612,7 +631,8 @@ class Parser {
   void parse_expectations(const YAML::Node& n, Scenario& s) {
     check_keys(n, {"counters", "no_data_lost", "no_pages_leaked", "blocks"}, "expect");
     if (n["no_data_lost"]) s.expect.no_data_lost = boolean(n["no_data_lost"], "no_data_lost");
-    if (n["no_pages_leaked"]) s.expect.no_pages_leaked = boolean(n["no_pages_leaked"], "no_pages_leaked");
+    if (n["no_pages_leaked"])
+      s.expect.no_pages_leaked = boolean(n["no_pages_leaked"], "no_pages_leaked");
     if (n["counters"]) {
       if (!n["counters"].IsMap()) fail(n["counters"], "'counters' maps vmstat names to values");
       for (const auto& kv : n["counters"])
@@ -636,7 +656,8 @@ class Parser {
     c.pos = pos(key);
     c.counter = str(key, "counter");
     const std::string name = c.counter.starts_with("delta:") ? c.counter.substr(6) : c.counter;
-    if (!VmStat{}.by_name(name, 512)) fail(key, fmt::format("'{}' is not a /proc/vmstat counter", name));
+    if (!VmStat{}.by_name(name, 512))
+      fail(key, fmt::format("'{}' is not a /proc/vmstat counter", name));
     std::string t = str(value, c.counter);
     static constexpr std::pair<const char*, CompareOp> kOps[] = {
         {"==", CompareOp::kEq}, {"!=", CompareOp::kNe}, {"<=", CompareOp::kLe},
@@ -652,7 +673,8 @@ class Parser {
     int64_t v = 0;
     const auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
     if (t.empty() || ec != std::errc() || p != t.data() + t.size())
-      fail(value, fmt::format("'{}' must be a number, optionally after ==, !=, <, <=, >, >=", c.counter));
+      fail(value,
+           fmt::format("'{}' must be a number, optionally after ==, !=, <, <=, >, >=", c.counter));
     c.value = v;
     return c;
   }

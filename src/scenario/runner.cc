@@ -132,7 +132,8 @@ Done fail(int err, std::string detail) { return Done{err, 0, std::move(detail), 
 
 class Runner {
  public:
-  Runner(const Scenario& s, const RunOptions& o) : s_(s), opts_(o), seed_(o.seed.value_or(s.seed)) {}
+  Runner(const Scenario& s, const RunOptions& o)
+      : s_(s), opts_(o), seed_(o.seed.value_or(s.seed)) {}
 
   RunReport run() {
     RunReport r;
@@ -201,8 +202,8 @@ class Runner {
       map.pages = m.size / PAGE_SIZE;
       auto addr = map_one(*proc->mm, m);
       if (!addr.ok())
-        throw ScenarioError(m.pos, fmt::format("cannot map '{}.{}': {}", p.name, m.name,
-                                               addr.error().name()));
+        throw ScenarioError(
+            m.pos, fmt::format("cannot map '{}.{}': {}", p.name, m.name, addr.error().name()));
       map.addr = *addr;
       map.expect = std::make_shared<std::vector<uint64_t>>(map.pages, 0);
       map.mapped.assign(map.pages, true);
@@ -216,8 +217,8 @@ class Runner {
     switch (m.kind) {
       case MappingKind::kAnon: {
         // 2 MiB aligned, so THPs are possible.
-        const VirtAddr raw = TRY(vm_mmap(mm, VirtAddr(0), m.size + HPAGE_PMD_SIZE, prot,
-                                         MAP_PRIVATE | MAP_ANONYMOUS));
+        const VirtAddr raw = TRY(
+            vm_mmap(mm, VirtAddr(0), m.size + HPAGE_PMD_SIZE, prot, MAP_PRIVATE | MAP_ANONYMOUS));
         const VirtAddr a((raw.value() + HPAGE_PMD_SIZE - 1) & HPAGE_PMD_MASK);
         if (a > raw) TRY(vm_munmap(mm, raw, a - raw));
         TRY(vm_munmap(mm, a + m.size, raw + (m.size + HPAGE_PMD_SIZE) - (a + m.size)));
@@ -231,8 +232,8 @@ class Runner {
       case MappingKind::kShmem:
       case MappingKind::kFile:
       case MappingKind::kFilePrivate: {
-        auto file = File::create(*vm_, m.kind == MappingKind::kShmem ? FsType::kTmpfs : FsType::kExt4,
-                                 m.name, m.size);
+        auto file = File::create(
+            *vm_, m.kind == MappingKind::kShmem ? FsType::kTmpfs : FsType::kExt4, m.name, m.size);
         files_.push_back(file);
         return vm_mmap(mm, VirtAddr(0), m.size, prot,
                        m.kind == MappingKind::kFilePrivate ? MAP_PRIVATE : MAP_SHARED, file);
@@ -289,9 +290,8 @@ class Runner {
     std::vector<StepOutcome> outs(st.group.size());
     std::vector<std::thread> threads;
     for (size_t i = 0; i < st.group.size(); ++i) {
-      threads.emplace_back([&, i] {
-        outs[i] = carry_out(st.group[i], fmt::format("{}.{}", id, i + 1));
-      });
+      threads.emplace_back(
+          [&, i] { outs[i] = carry_out(st.group[i], fmt::format("{}.{}", id, i + 1)); });
     }
     for (std::thread& t : threads)
       t.join();
@@ -414,7 +414,8 @@ class Runner {
         first_bad = fmt::format("page {}: expected {:#x}, found {:#x}", page, want, *v);
     }
     if (bad != 0) return fail(EIO, fmt::format("{} pages lost their data; {}", bad, first_bad));
-    return Done{0, static_cast<int64_t>(t.pages), fmt::format("{} pages read and verified", t.pages), {}};
+    return Done{
+        0, static_cast<int64_t>(t.pages), fmt::format("{} pages read and verified", t.pages), {}};
   }
 
   Done step_read(const Step& st) {
@@ -481,7 +482,9 @@ class Runner {
   Done step_mprotect(const Step& st) {
     auto t = target(st.range);
     if (!t.ok()) return fail(t.error().code(), "no such range");
-    const int prot = st.op == "none" ? PROT_NONE : st.op == "r" ? PROT_READ : PROT_READ | PROT_WRITE;
+    const int prot = st.op == "none" ? PROT_NONE
+                     : st.op == "r"  ? PROT_READ
+                                     : PROT_READ | PROT_WRITE;
     CurrentTask as(*t->proc->task);
     if (auto r = do_mprotect(*t->proc->mm, t->addr(), t->pages * PAGE_SIZE, prot); !r.ok())
       return fail(r.error().code(), "mprotect failed");
@@ -568,7 +571,8 @@ class Runner {
       movable += page_zone(p)->type() == ZONE_MOVABLE;
     std::lock_guard<std::mutex> g(lock_);
     pins_[st.handle] = std::move(pin);
-    return Done{0, got,
+    return Done{0,
+                got,
                 fmt::format("{} pages pinned{} ({} in ZONE_MOVABLE)", got,
                             st.longterm ? " long-term" : "", movable),
                 {}};
@@ -584,8 +588,10 @@ class Runner {
       pins_.erase(it);
     }
     release(pin);
-    return Done{0, static_cast<int64_t>(pin.pages.size()),
-                fmt::format("{} pages unpinned", pin.pages.size()), {}};
+    return Done{0,
+                static_cast<int64_t>(pin.pages.size()),
+                fmt::format("{} pages unpinned", pin.pages.size()),
+                {}};
   }
 
   static void release(const Pin& pin) {
@@ -608,9 +614,10 @@ class Runner {
       return d;
     }
     std::lock_guard<std::mutex> g(lock_);
-    regions_[st.handle] = Region{&nic, *key, st.range.process, st.range.mapping, t->first,
-                                 t->pages, st.label};
-    return Done{0, static_cast<int64_t>(t->pages),
+    regions_[st.handle] =
+        Region{&nic, *key, st.range.process, st.range.mapping, t->first, t->pages, st.label};
+    return Done{0,
+                static_cast<int64_t>(t->pages),
                 fmt::format("{} registered {} pages as '{}' (long-term pinned)", st.device,
                             t->pages, st.label),
                 {}};
@@ -626,7 +633,8 @@ class Runner {
       regions_.erase(it);
     }
     if (auto r = reg.nic->dereg_mr(reg.key); !r.ok()) return fail(r.error().code(), "dereg failed");
-    return Done{0, static_cast<int64_t>(reg.pages), fmt::format("'{}' deregistered", reg.label), {}};
+    return Done{
+        0, static_cast<int64_t>(reg.pages), fmt::format("'{}' deregistered", reg.label), {}};
   }
 
   // The NIC DMA-writes a stamp into every page of the region per round and
@@ -649,14 +657,17 @@ class Runner {
         if (auto w = reg.nic->dma_write(reg.key, i * PAGE_SIZE, std::as_bytes(std::span(&v, 1)));
             !w.ok())
           return fail(w.error().code(), "DMA write failed");
-        (void)reg.nic->dma_read(reg.key, i * PAGE_SIZE, std::as_writable_bytes(std::span(&back, 1)));
+        (void)reg.nic->dma_read(reg.key, i * PAGE_SIZE,
+                                std::as_writable_bytes(std::span(&back, 1)));
         bad += back != v;
         if (map != nullptr) (*map->expect)[reg.first_page + i] = v;
       }
     }
     if (bad != 0) return fail(EIO, fmt::format("{} DMA reads did not see the write", bad));
-    return Done{0, static_cast<int64_t>(reg.pages * st.rounds),
-                fmt::format("{} rounds of DMA over {} pages", st.rounds, reg.pages), {}};
+    return Done{0,
+                static_cast<int64_t>(reg.pages * st.rounds),
+                fmt::format("{} rounds of DMA over {} pages", st.rounds, reg.pages),
+                {}};
   }
 
   Done step_direct_io(const Step& st) {
@@ -683,8 +694,10 @@ class Runner {
         return fail(EIO, fmt::format("page {} reached the disk with the wrong data", t->first + i));
       }
     }
-    return Done{0, static_cast<int64_t>(*r / PAGE_SIZE),
-                fmt::format("{} {} bytes", to_memory ? "read" : "wrote", *r), {}};
+    return Done{0,
+                static_cast<int64_t>(*r / PAGE_SIZE),
+                fmt::format("{} {} bytes", to_memory ? "read" : "wrote", *r),
+                {}};
   }
 
   Done step_mirror(const Step& st) {
@@ -770,7 +783,8 @@ class Runner {
     auto r = move_pages(*t->proc->mm, pages, nodes, status, MPOL_MF_MOVE);
     if (!r.ok()) return fail(r.error().code(), "move_pages failed");
     const auto on_node = std::count(status.begin(), status.end(), st.node);
-    Done d{0, on_node,
+    Done d{0,
+           on_node,
            fmt::format("{} of {} pages on node {} ({} not migrated)", on_node, pages.size(),
                        st.node, *r),
            {}};
@@ -789,7 +803,8 @@ class Runner {
                               : online && (m.zone == ZONE_MOVABLE) == (b.zone == "movable"))
         out.push_back(m.id);
     }
-    if (b.last && *b.last < out.size()) out.erase(out.begin(), out.end() - static_cast<long>(*b.last));
+    if (b.last && *b.last < out.size())
+      out.erase(out.begin(), out.end() - static_cast<long>(*b.last));
     return out;
   }
 
@@ -817,9 +832,10 @@ class Runner {
       const int rc = hp_->state_store(id, "offline", opt, &res);
       migrated += res.pages_migrated;
       if (rc != 0) {
-        Done d = fail(-rc, fmt::format("memory{}: {} after {} migration attempts ({} blocks offlined "
-                                       "before it)",
-                                       id, res.reason, res.migrate_attempts, done));
+        Done d =
+            fail(-rc, fmt::format("memory{}: {} after {} migration attempts ({} blocks offlined "
+                                  "before it)",
+                                  id, res.reason, res.migrate_attempts, done));
         d.value = done;
         d.blockers = latest_blockers(seq);
         return d;
@@ -847,7 +863,8 @@ class Runner {
     auto group = hp_->add_memory(st.node, start, nr, /*as_group=*/true);
     if (!group.ok()) return fail(group.error().code(), "add_memory failed");
     hot_added_ += nr.value();
-    return Done{0, static_cast<int64_t>(nr.value()),
+    return Done{0,
+                static_cast<int64_t>(nr.value()),
                 fmt::format("{} added at pfn {:#x} (group {})", Bytes(st.count).to_string(),
                             start.value(), *group),
                 {}};
@@ -868,10 +885,11 @@ class Runner {
     }
     std::lock_guard<std::mutex> g(lock_);
     cma_allocs_[st.handle] = CmaAlloc{area, pages, count};
-    return Done{0, static_cast<int64_t>(count),
-                fmt::format("{} pages of '{}' at pfn {:#x}", count, st.area,
-                            page_to_pfn(pages).value()),
-                {}};
+    return Done{
+        0,
+        static_cast<int64_t>(count),
+        fmt::format("{} pages of '{}' at pfn {:#x}", count, st.area, page_to_pfn(pages).value()),
+        {}};
   }
 
   Done step_cma_release(const Step& st) {
@@ -893,7 +911,8 @@ class Runner {
     if (p == nullptr) return fail(ENOMEM, "kmalloc_pages failed");
     std::lock_guard<std::mutex> g(lock_);
     kernel_allocs_[st.handle] = p;
-    return Done{0, int64_t{1} << order,
+    return Done{0,
+                int64_t{1} << order,
                 fmt::format("{} unmovable pages at pfn {:#x} ('{}')", 1u << order,
                             page_to_pfn(p).value(), st.label),
                 {}};
@@ -969,15 +988,16 @@ class Runner {
 
   void check_final(const VmStat& start, RunReport& r) {
     auto add = [&r](std::string what, SourcePos pos, bool ok, std::string detail) {
-      r.expectations.push_back(ExpectationOutcome{std::move(what), std::move(pos), ok, std::move(detail)});
+      r.expectations.push_back(
+          ExpectationOutcome{std::move(what), std::move(pos), ok, std::move(detail)});
     };
     const Expectations& e = s_.expect;
     const VmStat now = ms_->vmstat();
     for (const CounterExpect& c : e.counters) {
       const bool delta = c.counter.starts_with("delta:");
       const std::string name = delta ? c.counter.substr(6) : c.counter;
-      const int64_t found = *now.by_name(name, HPAGE_PMD_NR) -
-                            (delta ? *start.by_name(name, HPAGE_PMD_NR) : 0);
+      const int64_t found =
+          *now.by_name(name, HPAGE_PMD_NR) - (delta ? *start.by_name(name, HPAGE_PMD_NR) : 0);
       add(fmt::format("{} {} {}", c.counter, compare_op_name(c.op), c.value), c.pos,
           compare(found, c.op, c.value), fmt::format("{}", found));
     }
@@ -986,11 +1006,14 @@ class Runner {
       const std::vector<uint64_t> ids = select(b.blocks);
       for (uint64_t id : ids) {
         const std::string state = hp_->state_show(id);
-        if (state != b.state) wrong += fmt::format("{}memory{} is {}", wrong.empty() ? "" : ", ", id, state);
+        if (state != b.state)
+          wrong += fmt::format("{}memory{} is {}", wrong.empty() ? "" : ", ", id, state);
       }
       add(fmt::format("blocks {} {}", b.blocks.zone.empty() ? "(listed)" : b.blocks.zone, b.state),
           b.pos, wrong.empty() && !ids.empty(),
-          ids.empty() ? "no such blocks" : wrong.empty() ? fmt::format("{} blocks", ids.size()) : wrong);
+          ids.empty()     ? "no such blocks"
+          : wrong.empty() ? fmt::format("{} blocks", ids.size())
+                          : wrong);
     }
     if (e.no_data_lost) {
       std::string lost;

@@ -14,15 +14,15 @@ namespace {
 
 // A small valid scenario; the corpus below breaks it one way at a time.
 constexpr const char* kHeader =
-    "scenario: t\n"                                                  // 1
+    "scenario: t\n"                                                         // 1
     "machine: {memory: 256MiB, block_size: 128MiB, cma: [{size: 8MiB}]}\n"  // 2
-    "processes:\n"                                                   // 3
-    "  - name: p\n"                                                  // 4
-    "    mappings:\n"                                                // 5
-    "      - {name: m, size: 1MiB}\n"                                // 6
-    "devices:\n"                                                     // 7
-    "  - {name: nic, type: rdma_nic}\n"                              // 8
-    "steps:\n";                                                      // 9
+    "processes:\n"                                                          // 3
+    "  - name: p\n"                                                         // 4
+    "    mappings:\n"                                                       // 5
+    "      - {name: m, size: 1MiB}\n"                                       // 6
+    "devices:\n"                                                            // 7
+    "  - {name: nic, type: rdma_nic}\n"                                     // 8
+    "steps:\n";                                                             // 9
 
 struct BadCase {
   const char* what;
@@ -61,8 +61,9 @@ std::vector<BadCase> corpus() {
       {"handle defined twice",
        h + "  - pin: {mapping: p.m, as: a}\n  - pin: {mapping: p.m, as: a}\n", 11, 29,
        "already defined"},
-      {"handle of another kind", h + "  - pin: {mapping: p.m, as: a}\n  - deregister: {region: a}\n",
-       11, 26, "is a pin, not a region"},
+      {"handle of another kind",
+       h + "  - pin: {mapping: p.m, as: a}\n  - deregister: {region: a}\n", 11, 26,
+       "is a pin, not a region"},
       {"bad errno", h + "  - write: {mapping: p.m}\n    expect: EWHAT\n", 11, 13,
        "neither 'ok' nor an errno"},
       {"bad boolean", h + "  - pin: {mapping: p.m, as: a, longterm: maybe}\n", 10, 42,
@@ -94,13 +95,14 @@ std::vector<BadCase> corpus() {
        5, 12, "defined twice"},
       {"kernel allocation size", h + "  - kernel_alloc: {size: 12KiB, as: k}\n", 10, 26,
        "power of two"},
-      {"unknown counter", h + "  - write: {mapping: p.m}\nexpect:\n  counters: {pgfoo: 1}\n", 12, 14,
-       "not a /proc/vmstat counter"},
+      {"unknown counter", h + "  - write: {mapping: p.m}\nexpect:\n  counters: {pgfoo: 1}\n", 12,
+       14, "not a /proc/vmstat counter"},
       {"bad counter value",
        h + "  - write: {mapping: p.m}\nexpect:\n  counters: {pgmigrate_success: '> x'}\n", 12, 33,
        "must be a number"},
-      {"unknown thp mode", "scenario: t\nmachine: {memory: 256MiB, block_size: 128MiB, thp: yes}\n"
-                           "steps: []\n",
+      {"unknown thp mode",
+       "scenario: t\nmachine: {memory: 256MiB, block_size: 128MiB, thp: yes}\n"
+       "steps: []\n",
        2, 52, "must be one of always, madvise, never"},
   };
 }
@@ -128,16 +130,17 @@ TEST(ScenarioParse, MalformedFilesAreErrorsAtTheirNode) {
 }
 
 TEST(ScenarioParse, AValidFileKeepsWhatItSays) {
-  const Scenario s = parse_scenario(std::string(kHeader) +
-                                        "  - name: pin it\n"
-                                        "    pin: {mapping: p.m, size: 8KiB, as: a, longterm: true}\n"
-                                        "    expect: {result: ok, value: 2}\n"
-                                        "  - offline: {blocks: movable, last: 1, timeout_ms: 10}\n"
-                                        "    expect: EBUSY\n"
-                                        "expect:\n"
-                                        "  no_data_lost: true\n"
-                                        "  counters: {delta:pgmigrate_success: '>= 3'}\n",
-                                    "ok.yaml");
+  const Scenario s =
+      parse_scenario(std::string(kHeader) +
+                         "  - name: pin it\n"
+                         "    pin: {mapping: p.m, size: 8KiB, as: a, longterm: true}\n"
+                         "    expect: {result: ok, value: 2}\n"
+                         "  - offline: {blocks: movable, last: 1, timeout_ms: 10}\n"
+                         "    expect: EBUSY\n"
+                         "expect:\n"
+                         "  no_data_lost: true\n"
+                         "  counters: {delta:pgmigrate_success: '>= 3'}\n",
+                     "ok.yaml");
   EXPECT_EQ(s.name, "t");
   EXPECT_EQ(s.machine.total_memory(), Bytes::MiB(256));
   ASSERT_EQ(s.machine.cma.size(), 1u);
@@ -239,6 +242,30 @@ TEST(ScenarioRun, TheOracleFollowsDontneedAndFork) {
     EXPECT_TRUE(o.expectation_ok) << o.id << ": " << o.detail;
   for (const ExpectationOutcome& e : r.expectations)
     EXPECT_TRUE(e.ok) << e.what << ": " << e.detail;
+}
+
+// A concurrent group's members run on threads of their own (ThreadSanitizer
+// runs this): the GPU writing one mapping while the CPU writes another.
+TEST(ScenarioConcurrent, GroupMembersRunAtOnce) {
+  const Scenario s = parse_scenario(
+      "scenario: group\n"
+      "machine: {memory: 256MiB, block_size: 128MiB, device_space: 128MiB, thp: never}\n"
+      "processes: [{name: p, mappings: [{name: a, size: 2MiB}, {name: b, size: 2MiB}]}]\n"
+      "devices: [{name: gpu0, type: gpu, hot_threshold: 2}]\n"
+      "steps:\n"
+      "  - write: {mapping: p.a}\n"
+      "  - concurrent:\n"
+      "      - mirror: {device: gpu0, mapping: p.a, op: write}\n"
+      "      - write: {mapping: p.b}\n"
+      "  - read: {mapping: p.a}\n"
+      "  - read: {mapping: p.b}\n"
+      "expect: {no_data_lost: true, no_pages_leaked: true}\n",
+      "group.yaml");
+  const RunReport r = run_scenario(s);
+  ASSERT_EQ(r.steps.size(), 5u);
+  EXPECT_EQ(r.steps[1].id, "2.1");
+  EXPECT_EQ(r.steps[2].id, "2.2");
+  EXPECT_TRUE(r.passed);
 }
 
 }  // namespace

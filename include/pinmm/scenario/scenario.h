@@ -121,22 +121,23 @@ struct RangeRef {
 
 // Which memory blocks an offline/online step names.
 struct BlockSelect {
-  std::vector<uint64_t> ids;        // explicit ids
-  std::string zone;                 // "movable" / "normal": every present block online there
-  std::optional<uint64_t> last;     // only the last N of those
+  std::vector<uint64_t> ids;     // explicit ids
+  std::string zone;              // "movable" / "normal": every present block online there
+  std::optional<uint64_t> last;  // only the last N of those
 };
 
 struct Step {
   StepKind kind = StepKind::kSnapshot;
   std::string title;  // "name:" or a generated description
   SourcePos pos;
-  RangeRef range;     // write, read, munmap, mprotect, madvise, pin, register, direct_io, mirror, move_pages
+  RangeRef range;  // write, read, munmap, mprotect, madvise, pin, register, direct_io, mirror,
+                   // move_pages
   std::string process, child;  // fork (process, child), exit (process)
   std::string device;          // register, dma, direct_io, mirror
   std::string handle;          // "as:" for pin, register, cma_alloc, kernel_alloc
   std::string ref;             // unpin (pin), deregister/dma (region), cma_release, kernel_free
   std::string label;           // pin owner label
-  std::string op;              // mprotect prot, madvise advice, mirror op, direct_io direction, online zone
+  std::string op;  // mprotect prot, madvise advice, mirror op, direct_io direction, online zone
   bool longterm = false, fast = false, write = true;
   int node = 0;
   unsigned rounds = 1;   // dma
