@@ -23,12 +23,12 @@ test-asan: deps
 	@cmake --build --preset debug-asan -j $(JOBS)
 	ctest --test-dir build/debug-asan --output-on-failure -j $(JOBS)
 
-# The concurrency tests under ThreadSanitizer; this clang build also enforces
-# -Wthread-safety -Werror.
+# The concurrency tests under ThreadSanitizer, and a short run of the scenario
+# parser fuzzer; this clang build also enforces -Wthread-safety -Werror.
 test-tsan: deps
 	@cmake --preset tsan >/dev/null
 	@cmake --build --preset tsan -j $(JOBS)
-	ctest --test-dir build/tsan --output-on-failure -j $(JOBS) -R Concurrent
+	ctest --test-dir build/tsan --output-on-failure -j $(JOBS) -R 'Concurrent|Fuzz'
 
 test: run
 	@$(MAKE) --no-print-directory test-asan

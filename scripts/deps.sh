@@ -7,6 +7,7 @@ packages=(
   make cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   googletest libgtest-dev libgmock-dev libbenchmark-dev librapidcheck-dev
   liburcu-dev libcli11-dev libyaml-cpp-dev nlohmann-json3-dev libfmt-dev
+  chromium
 )
 
 missing=()

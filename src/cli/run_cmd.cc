@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "pinmm/base/errno.h"
+#include "pinmm/report/html_report.h"
 #include "pinmm/report/json_report.h"
 #include "pinmm/scenario/runner.h"
 
@@ -79,6 +80,8 @@ RunCommand::RunCommand(CLI::App& app) {
   cmd_->add_option("--builtin", builtin_, "Run a built-in scenario (see `pinmm scenarios`)");
   cmd_->add_option("--seed", seed_, "Seed (overrides the scenario's)");
   cmd_->add_option("--json", json_, "Write the JSON report to this file");
+  cmd_->add_option("--html", html_, "Write the HTML report (one self-contained page) to this file");
+  cmd_->add_option("--trace", trace_, "Write the run's trace events as ftrace text to this file");
   cmd_->add_flag("--quiet", quiet_, "Print nothing; the exit status tells");
 }
 
@@ -111,6 +114,7 @@ int RunCommand::run() {
   }
   RunOptions opts;
   opts.seed = seed_;
+  opts.trace = !trace_.empty();
   if (!quiet_) opts.on_step = print_step;
   RunReport r;
   try {
@@ -119,17 +123,25 @@ int RunCommand::run() {
     fmt::print(stderr, "pinmm: error: {}\n", e.what());
     return 2;
   }
-  if (!json_.empty()) {
-    std::ofstream out(json_);
-    out << scenario_report_json(r);
+  const std::pair<const std::string*, std::string> outputs[] = {
+      {&json_, json_.empty() ? "" : scenario_report_json(r)},
+      {&html_, html_.empty() ? "" : scenario_report_html(r)},
+      {&trace_, r.trace_text},
+  };
+  for (const auto& [path, text] : outputs) {
+    if (path->empty()) continue;
+    std::ofstream out(*path);
+    out << text;
     if (!out) {
-      fmt::print(stderr, "pinmm: error: cannot write {}\n", json_);
+      fmt::print(stderr, "pinmm: error: cannot write {}\n", *path);
       return 2;
     }
   }
   if (!quiet_) {
     print_summary(r);
     if (!json_.empty()) fmt::print("report: {}\n", json_);
+    if (!html_.empty()) fmt::print("report: {}\n", html_);
+    if (!trace_.empty()) fmt::print("trace: {} (ftrace text; Perfetto opens it)\n", trace_);
     fmt::print("{}: scenario '{}' {} in {}\n", r.passed ? "PASS" : "FAIL", r.scenario,
                r.passed ? "held every expectation" : "did not hold", format_ns(r.total_ns));
   }

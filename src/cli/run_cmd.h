@@ -1,6 +1,7 @@
 // `pinmm run` and `pinmm scenarios`: the scenario runner's command line.
 //
-// pinmm run [FILE | --builtin NAME] [--seed N] [--json F] [--quiet]
+// pinmm run [FILE | --builtin NAME] [--seed N] [--json F] [--html F]
+//           [--trace F] [--quiet]
 //   Runs a scenario file, or a built-in one ("default" when neither is
 //   given). One line per step as it finishes: its id, result, wall time,
 //   title and what it did; a failing step adds what was expected and who
@@ -34,6 +35,8 @@ class RunCommand {
   std::string builtin_;
   std::optional<uint64_t> seed_;
   std::string json_;
+  std::string html_;
+  std::string trace_;
   bool quiet_ = false;
 };
 

@@ -88,13 +88,56 @@ class Parser {
  public:
   explicit Parser(std::string file) : file_(std::move(file)) {}
 
+  // Anything yaml-cpp throws becomes a ScenarioError at its mark.
   Scenario parse(std::string_view text) {
-    YAML::Node root;
+    check_nesting(text);
     try {
-      root = YAML::Load(std::string(text));
+      return parse_document(YAML::Load(std::string(text)));
     } catch (const YAML::Exception& e) {
-      throw ScenarioError(SourcePos{file_, e.mark.line + 1, e.mark.column + 1}, e.msg);
+      throw ScenarioError(SourcePos{file_, e.mark.is_null() ? 0 : e.mark.line + 1,
+                                    e.mark.is_null() ? 0 : e.mark.column + 1},
+                          e.msg);
     }
+  }
+
+ private:
+  // yaml-cpp parses recursively, one call per level of nesting: bound the
+  // depth (flow brackets, and block indentation and "- " runs) well below
+  // what a thread's stack holds. Scenarios need a handful of levels.
+  void check_nesting(std::string_view text) const {
+    constexpr int kMaxDepth = 64;
+    int flow = 0, line = 1, col = 1, indent = 0;
+    bool at_start = true;
+    char quote = 0;
+    for (char c : text) {
+      if (c == '\n') {
+        ++line;
+        col = 1;
+        indent = 0;
+        at_start = true;
+        continue;
+      }
+      if (at_start && (c == ' ' || c == '-')) {
+        ++indent;
+      } else {
+        at_start = false;
+      }
+      if (quote != 0) {
+        if (c == quote) quote = 0;
+      } else if (c == '"' || c == '\'') {
+        quote = c;
+      } else if (c == '[' || c == '{') {
+        ++flow;
+      } else if ((c == ']' || c == '}') && flow > 0) {
+        --flow;
+      }
+      if (flow > kMaxDepth || indent > 4 * kMaxDepth)
+        throw ScenarioError(SourcePos{file_, line, col}, "nesting too deep");
+      ++col;
+    }
+  }
+
+  Scenario parse_document(const YAML::Node& root) {
     Scenario s;
     s.file = file_;
     if (!root.IsMap()) fail(root, "a scenario is a mapping with 'scenario', 'machine', 'steps' …");
@@ -117,7 +160,6 @@ class Parser {
     return s;
   }
 
- private:
   SourcePos pos(const YAML::Node& n) const {
     const YAML::Mark m = n.Mark();
     if (m.is_null()) return SourcePos{file_, 0, 0};
@@ -687,7 +729,6 @@ class Parser {
   std::set<std::string> cma_areas_;
   int snapshots_ = 0;
 
- public:
   // The machine's node count and CMA areas, for the checks of steps.
   void learn_machine(const MachineConfig& c) {
     nodes_ = static_cast<int>(c.nodes.size());

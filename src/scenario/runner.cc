@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -48,6 +49,13 @@ uint64_t mix(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
   return x ^ (x >> 31);
+}
+
+std::vector<int64_t> levels(const VmStat& v) {
+  std::vector<int64_t> out;
+  for (const char* name : kChartCounters)
+    out.push_back(v.by_name(name, HPAGE_PMD_NR).value_or(0));
+  return out;
 }
 
 std::vector<CounterChange> counter_changes(const VmStat& before, const VmStat& after) {
@@ -151,7 +159,9 @@ class Runner {
     hp_ = std::make_unique<MemoryHotplug>(*ms_);
     cma_ = std::make_unique<CmaAreas>(*ms_);
     used_at_boot_ = used_pages();
+    if (opts_.trace) ms_->tracer().enable_all();
     const VmStat start = ms_->vmstat();
+    r.start_levels = levels(start);
     const uint64_t t0 = now_ns();
     create_devices();
     for (const ProcessSpec& p : s_.processes)
@@ -161,6 +171,7 @@ class Runner {
     r.total_ns = now_ns() - t0;
     r.counters = counter_changes(start, ms_->vmstat());
     check_final(start, r);
+    if (opts_.trace) r.trace_text = ms_->tracer().to_ftrace_text();
     r.passed = std::all_of(r.steps.begin(), r.steps.end(),
                            [](const StepOutcome& o) { return o.expectation_ok; }) &&
                std::all_of(r.expectations.begin(), r.expectations.end(),
@@ -264,7 +275,9 @@ class Runner {
     const uint64_t t0 = now_ns();
     Done d = execute(st, id);
     o.elapsed_ns = now_ns() - t0;
-    o.counters = counter_changes(before, ms_->vmstat());
+    const VmStat after = ms_->vmstat();
+    o.counters = counter_changes(before, after);
+    o.levels = levels(after);
     o.err = d.err;
     o.value = d.value;
     o.detail = std::move(d.detail);
@@ -931,8 +944,36 @@ class Runner {
     return Done{0, 0, "freed", {}};
   }
 
+  // Who pins the pages of each pageblock of `map`.
+  std::vector<std::string> pinners(const PhysMemoryMap& map) const {
+    std::vector<std::string> out(map.blocks.size());
+    for (size_t i = 0; i < map.blocks.size(); ++i) {
+      if (map.blocks[i].pinned == 0) continue;
+      std::set<std::string> who;
+      const Pfn start = map.blocks[i].start;
+      for (uint64_t off = 0; off < pageblock_nr_pages;) {
+        const Page* page = ms_->pfn_to_page(start + PageCount(off));
+        const Folio* folio = page_folio(page);
+        uint64_t step = 1;
+        if (&folio->page == page && folio_ref_count(folio) > 0) {
+          step = folio_nr_pages(folio);
+          for (const PinOwner& o : ms_->pin_owners().owners_of(folio)) {
+            who.insert(o.kind == PinOwnerKind::kDevice
+                           ? fmt::format("device '{}' [{}]", o.name, o.label)
+                           : fmt::format("task {} '{}' [{}]", o.pid, o.name, o.label));
+          }
+        }
+        off += step;
+      }
+      for (const std::string& w : who)
+        out[i] += (out[i].empty() ? "" : "; ") + w;
+    }
+    return out;
+  }
+
   Done step_snapshot(const Step& st, const std::string& id) {
-    SnapshotRecord rec{st.label, id, snapshot_memory_map(*ms_)};
+    SnapshotRecord rec{st.label, id, snapshot_memory_map(*ms_), {}};
+    rec.pinners = pinners(rec.map);
     const std::string text = fmt::format(
         "'{}': {} long-term pinned, {} pinned, {} unmovable, {} movable, {} free, {} offline "
         "pageblocks",

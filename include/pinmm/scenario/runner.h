@@ -48,13 +48,24 @@ struct StepOutcome {
   std::string expectation;  // what was expected, when the step had an expect:
   std::vector<CounterChange> counters;
   std::vector<std::string> blockers;  // who held what, when the step failed on pins
-  uint64_t elapsed_ns = 0;            // wall clock: a timing, not part of the outcome
+  // The chart counters (kChartCounters) after the step, for the HTML report.
+  std::vector<int64_t> levels;
+  uint64_t elapsed_ns = 0;  // wall clock: a timing, not part of the outcome
+};
+
+// The /proc/vmstat counters the HTML report charts over the steps.
+inline constexpr const char* kChartCounters[] = {
+    "nr_free_pages",     "nr_anon_pages",  "nr_foll_pin_acquired", "nr_foll_pin_released",
+    "pgmigrate_success", "pgmigrate_fail", "nr_free_cma",          "nr_slab_unreclaimable",
 };
 
 struct SnapshotRecord {
   std::string label;
   std::string after_step;  // the id of the step that took it
   PhysMemoryMap map;
+  // Per pageblock of `map` (same index): who pins its pages, "" if nobody
+  // ("device 'rdma0' [mr1]; task 100 'app' [O_DIRECT read]").
+  std::vector<std::string> pinners;
 };
 
 struct ExpectationOutcome {
@@ -74,8 +85,10 @@ struct RunReport {
   std::vector<SnapshotRecord> snapshots;
   std::vector<ExpectationOutcome> expectations;
   std::vector<CounterChange> counters;  // over the whole run
+  std::vector<int64_t> start_levels;    // the chart counters at boot
   bool passed = true;
-  uint64_t total_ns = 0;  // wall clock
+  uint64_t total_ns = 0;   // wall clock
+  std::string trace_text;  // ftrace text of the run, with RunOptions::trace
 };
 
 struct RunOptions {
@@ -83,6 +96,9 @@ struct RunOptions {
   // Called after each step (from the thread that ran it; group members are
   // reported after the group finishes, in order).
   std::function<void(const StepOutcome&)> on_step;
+  // Record every trace event of the run (mm_page_alloc, mm_migrate_pages …)
+  // into RunReport::trace_text.
+  bool trace = false;
 };
 
 // Runs the scenario. A machine that fails to boot is a ScenarioError at
