@@ -100,6 +100,7 @@ int main(int argc, char** argv) {
   demo_cmd->add_flag("--quiet", quiet, "Print nothing; the exit status tells");
 
   auto* policies_cmd = app.add_subcommand("policies", "List the named policies pinmm can use");
+  auto* help_cmd = app.add_subcommand("help", "Print this help (each command has --help too)");
   pinmm::cli::GupTestCommand gup_test(app);
 
   try {
@@ -115,6 +116,10 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  if (help_cmd->parsed()) {
+    fmt::print("{}", app.help());
+    return 0;
+  }
   if (policies_cmd->parsed()) return policies();
   if (gup_test.parsed()) return gup_test.run();
   if (run_cmd.parsed()) return run_cmd.run();

@@ -4,9 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <mutex>
+#include <optional>
 #include <sstream>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -24,6 +29,71 @@ std::string format_ns(uint64_t ns) {
   if (ns >= 1'000'000ull) return fmt::format("{:.1f} ms", static_cast<double>(ns) / 1e6);
   return fmt::format("{:.0f} us", static_cast<double>(ns) / 1e3);
 }
+
+// While a step runs longer than half a second on a terminal, a status
+// line shows it and its elapsed time (rewritten in place, erased before
+// the step's own line). Off a terminal, only the per-step lines appear.
+class Progress {
+ public:
+  Progress() : enabled_(::isatty(STDOUT_FILENO) == 1) {
+    if (enabled_) thread_ = std::thread([this] { loop(); });
+  }
+  ~Progress() {
+    if (!enabled_) return;
+    {
+      std::lock_guard<std::mutex> g(lock_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+  void start(const std::string& id, const std::string& title) {
+    std::lock_guard<std::mutex> g(lock_);
+    label_ = fmt::format("[{:>4}] running  {}", id, title);
+    since_ = std::chrono::steady_clock::now();
+    active_ = true;
+  }
+  // Erases the status line (before a step's result is printed).
+  void finish() {
+    std::lock_guard<std::mutex> g(lock_);
+    active_ = false;
+    if (shown_) {
+      fmt::print("\r\033[K");
+      shown_ = false;
+    }
+  }
+
+ private:
+  void loop() {
+    std::unique_lock<std::mutex> g(lock_);
+    while (!stop_) {
+      cv_.wait_for(g, std::chrono::milliseconds(200));
+      if (!active_) continue;
+      const auto elapsed = std::chrono::steady_clock::now() - since_;
+      if (elapsed < std::chrono::milliseconds(500)) continue;
+      const double s = std::chrono::duration<double>(elapsed).count();
+      // The step's length is not known in advance: the bar fills over ten
+      // seconds and starts again.
+      const auto filled = static_cast<size_t>(s * 2) % 21;
+      fmt::print("\r\033[K{} [{:<20}] {:.1f} s", label_, std::string(filled, '#'), s);
+      std::fflush(stdout);
+      shown_ = true;
+    }
+  }
+
+  const bool enabled_;
+  std::mutex lock_;
+  std::condition_variable cv_;
+  std::thread thread_;
+  std::string label_;
+  std::chrono::steady_clock::time_point since_;
+  bool active_ = false;
+  bool shown_ = false;
+  bool stop_ = false;
+};
 
 void print_step(const StepOutcome& o) {
   const std::string result = o.err == 0 ? "ok" : Errno(o.err).name();
@@ -62,6 +132,15 @@ void print_summary(const RunReport& r) {
                                           [](const StepOutcome& o) { return !o.expectation_ok; });
   if (failed_steps > 0)
     fmt::print("  FAIL {} step(s) did not do what was expected\n", failed_steps);
+  // Who pins what, for every step that failed on pins.
+  for (const StepOutcome& o : r.steps) {
+    if (o.expectation_ok || o.blockers.empty()) continue;
+    fmt::print("who pins (step {}, {}):\n", o.id, o.title);
+    for (size_t i = 0; i < o.blockers.size() && i < 10; ++i)
+      fmt::print("  {}\n", o.blockers[i]);
+    if (o.blockers.size() > 10)
+      fmt::print("  … {} more in the JSON report\n", o.blockers.size() - 10);
+  }
 }
 
 }  // namespace
@@ -115,7 +194,17 @@ int RunCommand::run() {
   RunOptions opts;
   opts.seed = seed_;
   opts.trace = !trace_.empty();
-  if (!quiet_) opts.on_step = print_step;
+  std::optional<Progress> progress;
+  if (!quiet_) {
+    progress.emplace();
+    opts.on_step_start = [&progress](const std::string& id, const std::string& title) {
+      progress->start(id, title);
+    };
+    opts.on_step = [&progress](const StepOutcome& o) {
+      progress->finish();
+      print_step(o);
+    };
+  }
   RunReport r;
   try {
     r = run_scenario(s, opts);

@@ -271,6 +271,7 @@ class Runner {
     o.id = id;
     o.kind = st.kind;
     o.title = st.title;
+    if (opts_.on_step_start) opts_.on_step_start(id, st.title);
     const VmStat before = ms_->vmstat();
     const uint64_t t0 = now_ns();
     Done d = execute(st, id);

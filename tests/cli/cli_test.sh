@@ -112,6 +112,7 @@ expect no-command 2 'A subcommand is required' --
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 expect scenarios 0 '^default +RDMA long-term pins' -- scenarios
+expect help 0 'run +Run a scenario' -- help
 expect run-default 0 "^PASS: scenario 'default' held every expectation" -- run
 expect run-default-offline 0 'every movable memory block goes offline: 4 blocks offline' -- run
 expect run-json 0 "^report: $tmp/cow.json" -- run --builtin cow-and-pins --json "$tmp/cow.json"

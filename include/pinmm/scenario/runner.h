@@ -96,6 +96,9 @@ struct RunOptions {
   // Called after each step (from the thread that ran it; group members are
   // reported after the group finishes, in order).
   std::function<void(const StepOutcome&)> on_step;
+  // Called as a step starts (from the thread that runs it), with its id
+  // and title: what a progress display shows while the step runs.
+  std::function<void(const std::string& id, const std::string& title)> on_step_start;
   // Record every trace event of the run (mm_page_alloc, mm_migrate_pages …)
   // into RunReport::trace_text.
   bool trace = false;
