@@ -117,7 +117,8 @@ int main(int argc, char** argv) {
   }
 
   if (help_cmd->parsed()) {
-    fmt::print("{}", app.help());
+    // app.help() would describe the selected subcommand ("help") itself.
+    fmt::print("{}", app.get_formatter()->make_help(&app, "pinmm", CLI::AppFormatMode::Normal));
     return 0;
   }
   if (policies_cmd->parsed()) return policies();
