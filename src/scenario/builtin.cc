@@ -60,6 +60,8 @@ expect:
     delta:pgmigrate_success: ">= 16384"
     delta:pgmigrate_fail: 0
     delta:cma_alloc_success: 1
+  zones:
+    - {node: 0, zone: movable, managed: 131072}
   blocks:
     - {blocks: movable, state: online}
 )yaml";

@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <map>
 #include <set>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -671,7 +672,7 @@ class Parser {
   // ---- expectations ----
 
   void parse_expectations(const YAML::Node& n, Scenario& s) {
-    check_keys(n, {"counters", "no_data_lost", "no_pages_leaked", "blocks"}, "expect");
+    check_keys(n, {"counters", "no_data_lost", "no_pages_leaked", "blocks", "zones"}, "expect");
     if (n["no_data_lost"]) s.expect.no_data_lost = boolean(n["no_data_lost"], "no_data_lost");
     if (n["no_pages_leaked"])
       s.expect.no_pages_leaked = boolean(n["no_pages_leaked"], "no_pages_leaked");
@@ -679,6 +680,23 @@ class Parser {
       if (!n["counters"].IsMap()) fail(n["counters"], "'counters' maps vmstat names to values");
       for (const auto& kv : n["counters"])
         s.expect.counters.push_back(parse_counter(kv.first, kv.second));
+    }
+    if (n["zones"]) {
+      if (!n["zones"].IsSequence()) fail(n["zones"], "'zones' is a list of {node, zone, free …}");
+      for (const YAML::Node& z : n["zones"]) {
+        check_keys(z, {"node", "zone", "free", "managed", "present"}, "a zone expectation");
+        ZoneExpect e;
+        e.pos = pos(z);
+        e.node = z["node"] ? small_int(z["node"], "node", 0, nodes_ - 1) : 0;
+        e.movable = one_of(need(z, "zone", z), "zone", {"normal", "movable"}) == "movable";
+        for (const char* field : {"free", "managed", "present"}) {
+          if (!z[field]) continue;
+          const auto [op, value] = comparison(z[field], field);
+          e.checks.push_back(ZoneExpect::Check{field, op, value});
+        }
+        if (e.checks.empty()) fail(z, "a zone expectation checks free, managed or present");
+        s.expect.zones.push_back(std::move(e));
+      }
     }
     if (n["blocks"]) {
       if (!n["blocks"].IsSequence()) fail(n["blocks"], "'blocks' is a list of {blocks, state}");
@@ -700,13 +718,20 @@ class Parser {
     const std::string name = c.counter.starts_with("delta:") ? c.counter.substr(6) : c.counter;
     if (!VmStat{}.by_name(name, 512))
       fail(key, fmt::format("'{}' is not a /proc/vmstat counter", name));
-    std::string t = str(value, c.counter);
+    std::tie(c.op, c.value) = comparison(value, c.counter);
+    return c;
+  }
+
+  // "[op] number": op is ==, !=, <, <=, >, >= (default ==).
+  std::pair<CompareOp, int64_t> comparison(const YAML::Node& value, const std::string& what) const {
+    std::string t = str(value, what);
     static constexpr std::pair<const char*, CompareOp> kOps[] = {
         {"==", CompareOp::kEq}, {"!=", CompareOp::kNe}, {"<=", CompareOp::kLe},
         {">=", CompareOp::kGe}, {"<", CompareOp::kLt},  {">", CompareOp::kGt}};
+    CompareOp cop = CompareOp::kEq;
     for (const auto& [text, op] : kOps) {
       if (t.starts_with(text)) {
-        c.op = op;
+        cop = op;
         t = t.substr(std::string_view(text).size());
         break;
       }
@@ -716,9 +741,8 @@ class Parser {
     const auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
     if (t.empty() || ec != std::errc() || p != t.data() + t.size())
       fail(value,
-           fmt::format("'{}' must be a number, optionally after ==, !=, <, <=, >, >=", c.counter));
-    c.value = v;
-    return c;
+           fmt::format("'{}' must be a number, optionally after ==, !=, <, <=, >, >=", what));
+    return {cop, v};
   }
 
   std::string file_;

@@ -1043,6 +1043,17 @@ class Runner {
       add(fmt::format("{} {} {}", c.counter, compare_op_name(c.op), c.value), c.pos,
           compare(found, c.op, c.value), fmt::format("{}", found));
     }
+    for (const ZoneExpect& z : e.zones) {
+      const Zone& zone = ms_->zone(z.node, z.movable ? ZONE_MOVABLE : ZONE_NORMAL);
+      for (const ZoneExpect::Check& c : z.checks) {
+        const int64_t found = c.field == "free"      ? zone.stats().get(NR_FREE_PAGES)
+                              : c.field == "managed" ? static_cast<int64_t>(zone.managed_pages())
+                                                     : static_cast<int64_t>(zone.present_pages());
+        add(fmt::format("node {} {} {} {} {}", z.node, z.movable ? "Movable" : "Normal", c.field,
+                        compare_op_name(c.op), c.value),
+            z.pos, compare(found, c.op, c.value), fmt::format("{}", found));
+      }
+    }
     for (const BlockStateExpect& b : e.blocks) {
       std::string wrong;
       const std::vector<uint64_t> ids = select(b.blocks);

@@ -100,6 +100,8 @@ std::vector<BadCase> corpus() {
       {"bad counter value",
        h + "  - write: {mapping: p.m}\nexpect:\n  counters: {pgmigrate_success: '> x'}\n", 12, 33,
        "must be a number"},
+      {"unknown zone", h + "  - write: {mapping: p.m}\nexpect:\n  zones: [{zone: dma, free: 1}]\n",
+       12, 18, "must be one of normal, movable"},
       {"unknown thp mode",
        "scenario: t\nmachine: {memory: 256MiB, block_size: 128MiB, thp: yes}\n"
        "steps: []\n",
@@ -192,7 +194,8 @@ TEST(ScenarioRun, WrongExpectationsFail) {
                                         "  - read: {mapping: p.m}\n"
                                         "    expect: {result: ok, value: 7}\n"
                                         "expect:\n"
-                                        "  counters: {nr_foll_pin_acquired: 5}\n",
+                                        "  counters: {nr_foll_pin_acquired: 5}\n"
+                                        "  zones: [{zone: normal, present: '< 10'}]\n",
                                     "wrong.yaml");
   const RunReport r = run_scenario(s);
   EXPECT_FALSE(r.passed);
@@ -208,6 +211,10 @@ TEST(ScenarioRun, WrongExpectationsFail) {
   EXPECT_FALSE(r.expectations[0].ok);
   EXPECT_EQ(r.expectations[0].detail, "0");
   EXPECT_EQ(r.expectations[0].pos.line, 16);
+  ASSERT_GE(r.expectations.size(), 2u);
+  EXPECT_EQ(r.expectations[1].what, "node 0 Normal present < 10");
+  EXPECT_FALSE(r.expectations[1].ok);
+  EXPECT_EQ(r.expectations[1].detail, "65536");
 }
 
 // The oracle notices data that is not what was last written: a private

@@ -166,8 +166,22 @@ struct BlockStateExpect {
   SourcePos pos;
 };
 
+// A zone's page counts at the end: free, managed, present.
+struct ZoneExpect {
+  int node = 0;
+  bool movable = false;  // ZONE_MOVABLE, else ZONE_NORMAL
+  struct Check {
+    std::string field;  // "free", "managed", "present"
+    CompareOp op = CompareOp::kEq;
+    int64_t value = 0;
+  };
+  std::vector<Check> checks;
+  SourcePos pos;
+};
+
 struct Expectations {
   std::vector<CounterExpect> counters;
+  std::vector<ZoneExpect> zones;
   bool no_data_lost = false;
   bool no_pages_leaked = false;
   std::vector<BlockStateExpect> blocks;
