@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <set>
 
 #include "pinmm/base/check.h"
 #include "pinmm/hmm/device_exclusive.h"
@@ -154,6 +155,8 @@ void DmirrorDevice::page_free(Page* page) {
   if (!chunk->remove.load(std::memory_order_acquire)) {
     ++d->cfree_;
     d->free_pages_.push_back(page);
+  } else {
+    ++d->freed_on_removal_;
   }
 }
 
@@ -228,6 +231,34 @@ void DmirrorDevice::remove_chunks() {
   chunks_.clear();
   SpinGuard s(lock_);
   free_pages_.clear();
+}
+
+ValidationReport DmirrorDevice::validate() const {
+  ValidationReport r;
+  MutexGuard g(devmem_lock_);
+  SpinGuard s(lock_);
+  std::set<const Page*> free(free_pages_.begin(), free_pages_.end());
+  if (free.size() != free_pages_.size()) r.fail("dmirror{}: a page is on the free list twice", id_);
+  uint64_t in_use = 0;
+  for (const auto& c : chunks_) {
+    for (uint64_t i = 0; i < c->pagemap.nr.value(); ++i) {
+      const Page* page = ms_.pfn_to_page(c->pagemap.start + PageCount(i));
+      const bool listed = free.erase(page) != 0;
+      const int refs = folio_ref_count(page_folio(page));
+      if (listed && refs != 0)
+        r.fail("dmirror{}: free-list pfn {:#x} has refcount {}", id_, page_to_pfn(page).value(),
+               refs);
+      if (!listed && refs == 0)
+        r.fail("dmirror{}: pfn {:#x} is free but not on the free list", id_,
+               page_to_pfn(page).value());
+      in_use += !listed;
+    }
+  }
+  if (!free.empty()) r.fail("dmirror{}: {} free-list pages belong to no chunk", id_, free.size());
+  if (in_use != calloc_ - cfree_ - freed_on_removal_)
+    r.fail("dmirror{}: {} pages in use, but {} allocated and {} + {} freed", id_, in_use, calloc_,
+           cfree_, freed_on_removal_);
+  return r;
 }
 
 uint64_t DmirrorDevice::nr_allocated() const {

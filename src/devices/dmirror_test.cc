@@ -90,6 +90,8 @@ class HmmTests : public ::testing::TestWithParam<DmirrorMemory> {
   void expect_all_valid() {
     EXPECT_VM_VALID(m.vm);
     EXPECT_VALID(*m.ms);
+    EXPECT_VALID(*dev0);
+    EXPECT_VALID(*dev1);
   }
 
   testing::VmMachine m;

@@ -107,6 +107,23 @@ size_t RdmaNic::nr_regions() const {
   return regions_.size();
 }
 
+ValidationReport RdmaNic::validate() const {
+  ValidationReport r;
+  const bool migrate = ms_.longterm_pin_policy() == LongtermPinPolicy::kMigrate;
+  MutexGuard g(lock_);
+  for (const auto& [key, region] : regions_) {
+    for (size_t i = 0; i < region.pages.size(); ++i) {
+      const Folio* folio = page_folio(region.pages[i]);
+      if (!folio_maybe_dma_pinned(folio))
+        r.fail("{}: region {} ('{}') page {} is not pinned", name_, key, region.label, i);
+      if (migrate && !folio_is_longterm_pinnable(folio))
+        r.fail("{}: region {} ('{}') page {} lies in ZONE_MOVABLE or CMA", name_, key, region.label,
+               i);
+    }
+  }
+  return r;
+}
+
 // ---- the DMA engine ----
 
 void RdmaNic::start_engine() {

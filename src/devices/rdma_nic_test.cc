@@ -64,6 +64,7 @@ TEST_F(RdmaNicTest, RegistrationPinsLongTermOutsideMovableWithTheDeviceAsOwner) 
   EXPECT_EQ(owners[0].label, "mr1");
   EXPECT_TRUE(owners[0].longterm);
   testing::expect_pattern(*mm, a, kPages, 3);
+  EXPECT_VALID(nic);
 
   // DMA into the region shows through the CPU mapping.
   const uint64_t stamp = 0xfeedface;
@@ -139,6 +140,7 @@ TEST_F(RdmaNicTest, ConcurrentDmaDuringMigrationOfflineAndCma) {
   nic.stop_engine();
   EXPECT_GT(rounds.load(), 0u);
   EXPECT_EQ(lost.load(), 0u);
+  EXPECT_VALID(nic);
   // The CPU sees the last round's stamps through its page tables.
   for (uint64_t i = 0; i < kPages; ++i)
     ASSERT_EQ(*read_user<uint64_t>(*mm, a + i * PAGE_SIZE + 8), (rounds.load() << 32) | i) << i;

@@ -42,6 +42,7 @@
 #include "pinmm/base/locks.h"
 #include "pinmm/base/thread_annotations.h"
 #include "pinmm/base/types.h"
+#include "pinmm/base/validate.h"
 #include "pinmm/hmm/hmm.h"
 #include "pinmm/migrate/migrate_device.h"
 #include "pinmm/phys/memremap.h"
@@ -129,6 +130,11 @@ class DmirrorDevice {
   size_t nr_chunks() const EXCLUDES(devmem_lock_);
   // Evicts every chunk's pages back to RAM (what closing a mirror does).
   void evict_all() EXCLUDES(devmem_lock_);
+  // Every free-list page is a free page (refcount 0) of a live chunk, each
+  // page of a chunk is either free or handed out, and the counters agree:
+  // handed-out pages = allocated - freed - freed while their chunk was
+  // being removed.
+  ValidationReport validate() const EXCLUDES(lock_, devmem_lock_);
 
  private:
   struct Chunk {
@@ -156,6 +162,7 @@ class DmirrorDevice {
   std::vector<Page*> free_pages_ GUARDED_BY(lock_);
   uint64_t calloc_ GUARDED_BY(lock_) = 0;
   uint64_t cfree_ GUARDED_BY(lock_) = 0;
+  uint64_t freed_on_removal_ GUARDED_BY(lock_) = 0;  // freed while their chunk went away
 };
 
 // One open file of a DmirrorDevice, mirroring `mm` (struct dmirror).

@@ -39,6 +39,7 @@
 #include "pinmm/base/errno.h"
 #include "pinmm/base/locks.h"
 #include "pinmm/base/types.h"
+#include "pinmm/base/validate.h"
 #include "pinmm/phys/page.h"
 
 namespace pinmm {
@@ -80,6 +81,9 @@ class RdmaNic {
   // The pages of a region (for tests and reports).
   std::vector<Page*> region_pages(uint32_t key) const EXCLUDES(lock_);
   size_t nr_regions() const EXCLUDES(lock_);
+  // Every page of every region is pinned (folio_maybe_dma_pinned) and, with
+  // the machine's long-term policy "migrate", long-term pinnable.
+  ValidationReport validate() const EXCLUDES(lock_);
 
  private:
   struct Region {
