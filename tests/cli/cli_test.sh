@@ -124,6 +124,8 @@ printf 'scenario: bad\nmachine: {memory: 12XB}\nsteps: []\n' >"$tmp/bad.yaml"
 expect run-bad-file 2 "^pinmm: error: $tmp/bad.yaml:2:19: 'memory': '12XB' is not a size" -- run "$tmp/bad.yaml"
 printf 'scenario: wrong\nmachine: {memory: 256MiB, block_size: 128MiB}\nprocesses: [{name: p, mappings: [{name: m, size: 64KiB}]}]\nsteps:\n  - write: {mapping: p.m}\n    expect: {result: ok, value: 3}\n' >"$tmp/wrong.yaml"
 expect run-wrong-expectation 1 'FAILED: expected ok, value 3, got ok, value 16' -- run "$tmp/wrong.yaml"
+examples=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../examples" && pwd)
+expect example-tour 0 "^PASS: scenario 'tour' held every expectation" -- run "$examples/tour.yaml"
 expect dump-scenario 0 '^Node 0, zone   Normal' -- dump buddyinfo --scenario "$tmp/wrong.yaml"
 
 if [[ $failures -ne 0 ]]; then
