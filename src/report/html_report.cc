@@ -64,19 +64,54 @@ td.bad { background: #fde0e0; }
 pre { background: #f8f8f8; padding: 0.5em; font-size: 12px; overflow-x: auto; }
 )css";
 
+// The zone is a bar along the bottom of each square; a pageblock's
+// migratetype other than Movable is a mark in its top-left corner.
+const char* zone_colour(ZoneType z) {
+  switch (z) {
+    case ZONE_NORMAL:
+      return "#999999";
+    case ZONE_MOVABLE:
+      return "#1f77b4";
+    default:
+      return "#2ca02c";
+  }
+}
+const char* migratetype_colour(MigrateType mt) {
+  switch (mt) {
+    case MIGRATE_UNMOVABLE:
+      return "#8c6d31";
+    case MIGRATE_RECLAIMABLE:
+      return "#bcbd22";
+    case MIGRATE_CMA:
+      return "#e377c2";
+    case MIGRATE_ISOLATE:
+      return "#9467bd";
+    default:
+      return nullptr;  // movable: no mark
+  }
+}
+
 std::string legend() {
-  std::string out = "<div class=\"legend\">";
+  std::string out = "<div class=\"legend\">state: ";
   for (size_t i = 0; i < kColours.size(); ++i) {
     out += fmt::format("<span><i style=\"background:{}\"></i>{}</span>", kColours[i],
                        pageblock_state_name(static_cast<PageblockState>(i)));
   }
+  out += "<br>zone (bar at the bottom): ";
+  for (ZoneType z : {ZONE_NORMAL, ZONE_MOVABLE, ZONE_DEVICE})
+    out += fmt::format("<span><i style=\"background:{}\"></i>{}</span>", zone_colour(z),
+                       zone_type_name(z));
+  out += "<br>pageblock migratetype (corner mark; none for Movable): ";
+  for (MigrateType mt : {MIGRATE_UNMOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_CMA, MIGRATE_ISOLATE})
+    out += fmt::format("<span><i style=\"background:{}\"></i>{}</span>", migratetype_colour(mt),
+                       migratetype_name(mt));
   return out + "</div>\n";
 }
 
 // A row per memory block: consecutive pageblocks with the same block
 // number (pfn / blocks_per_row) share a row.
 std::string memory_map_svg(const SnapshotRecord& s, size_t index, uint64_t per_row) {
-  constexpr int kCell = 9;
+  constexpr int kCell = 10;
   constexpr int kLabel = 70;
   if (s.map.blocks.empty()) return "<p>(no present memory)</p>\n";
   const uint64_t first_row = s.map.blocks.front().start.value() / pageblock_nr_pages / per_row;
@@ -105,10 +140,17 @@ std::string memory_map_svg(const SnapshotRecord& s, size_t index, uint64_t per_r
         migratetype_name(b.migratetype), pageblock_state_name(b.state), b.free, b.movable,
         b.unmovable, b.pinned, b.longterm_pinned);
     if (i < s.pinners.size() && !s.pinners[i].empty()) tip += "; pinned by " + s.pinners[i];
+    const int x = kLabel + static_cast<int>(col) * kCell;
+    const int y = static_cast<int>(row) * kCell;
     out += fmt::format(
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"><title>{}</title></rect>\n",
-        kLabel + static_cast<int>(col) * kCell, static_cast<int>(row) * kCell, kCell - 1, kCell - 1,
-        kColours[static_cast<size_t>(b.state)], esc(tip));
+        "<g><title>{}</title><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" "
+        "fill=\"{}\"/><rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"2\" fill=\"{}\"/>",
+        esc(tip), x, y, kCell - 1, kCell - 1, kColours[static_cast<size_t>(b.state)], x,
+        y + kCell - 3, kCell - 1, zone_colour(b.zone));
+    if (const char* mark = migratetype_colour(b.migratetype))
+      out +=
+          fmt::format("<rect x=\"{}\" y=\"{}\" width=\"3\" height=\"3\" fill=\"{}\"/>", x, y, mark);
+    out += "</g>\n";
   }
   return out + "</svg>\n";
 }

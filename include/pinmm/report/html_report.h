@@ -4,7 +4,8 @@
 // Sections: the verdict and the machine; every memory-map snapshot as an
 // SVG grid of pageblocks (one square each, a row per memory block),
 // coloured by state (free, movable in use, unmovable, pinned, long-term
-// pinned, isolated, offline, device) with a legend, and a tooltip per
+// pinned, isolated, offline, device), with the zone as a bar along the
+// bottom and a non-movable migratetype as a corner mark, a legend, and a tooltip per
 // pageblock (PFN range, node, zone, migratetype, page counts, who pins it);
 // the chart counters over the steps as small line charts; the step table;
 // the who-pins reports of steps that failed on pins; the expectations.
