@@ -523,42 +523,10 @@ void Dmirror::alloc_and_copy_to_ram(MigrateVma& args) {
   }
 }
 
-int Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
-  const VirtAddr start(cmd->addr);
-  const VirtAddr end = start + cmd->npages * PAGE_SIZE;
-  {
-    MmUser user(mm_);
-    if (!user.ok()) return -EINVAL;
-    ReadGuard g(mm_.mmap_lock);
-    uint64_t src[kBatch], dst[kBatch];
-    for (VirtAddr addr = start; addr < end;) {
-      Vma* vma = mm_.vma_lookup(addr);
-      if (vma == nullptr || !any(vma->vm_flags & VM_READ)) return -EINVAL;
-      const VirtAddr next = std::min({end, addr + kBatch * PAGE_SIZE, vma->vm_end});
-      MigrateVma args;
-      args.vma = vma;
-      args.src = src;
-      args.dst = dst;
-      args.start = addr;
-      args.end = next;
-      args.pgmap_owner = device_.owner();
-      args.flags = MIGRATE_VMA_SELECT_SYSTEM;
-      if (const int rc = migrate_vma_setup(&args); rc != 0) return rc;
-      alloc_and_copy_to_device(args);
-      migrate_vma_pages(&args);
-      map_migrated(args);
-      migrate_vma_finalize(&args);
-      addr = next;
-    }
-  }
-  // The migrated data, for verification (only what is in device memory
-  // is in the mirror now).
-  return read_back(cmd);
-}
-
-int Dmirror::migrate_to_system(HmmDmirrorCmd* cmd) {
-  const VirtAddr start(cmd->addr);
-  const VirtAddr end = start + cmd->npages * PAGE_SIZE;
+int Dmirror::migrate_batches(const HmmDmirrorCmd& cmd, unsigned select,
+                             const std::function<void(MigrateVma&)>& between) {
+  const VirtAddr start(cmd.addr);
+  const VirtAddr end = start + cmd.npages * PAGE_SIZE;
   MmUser user(mm_);
   if (!user.ok()) return -EINVAL;
   ReadGuard g(mm_.mmap_lock);
@@ -574,16 +542,34 @@ int Dmirror::migrate_to_system(HmmDmirrorCmd* cmd) {
     args.start = addr;
     args.end = next;
     args.pgmap_owner = device_.owner();
-    args.flags = device_.select_flags();
+    args.flags = select;
     if (const int rc = migrate_vma_setup(&args); rc != 0) return rc;
-    alloc_and_copy_to_ram(args);
-    migrate_vma_pages(&args);
-    for (uint64_t i = 0; i < args.npages; ++i)
-      cmd->cpages += (args.src[i] & MIGRATE_PFN_VALID) && (args.src[i] & MIGRATE_PFN_MIGRATE);
+    between(args);
     migrate_vma_finalize(&args);
     addr = next;
   }
   return 0;
+}
+
+int Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
+  const int rc = migrate_batches(*cmd, MIGRATE_VMA_SELECT_SYSTEM, [this](MigrateVma& args) {
+    alloc_and_copy_to_device(args);
+    migrate_vma_pages(&args);
+    map_migrated(args);
+  });
+  if (rc != 0) return rc;
+  // The migrated data, for verification (only what is in device memory
+  // is in the mirror now).
+  return read_back(cmd);
+}
+
+int Dmirror::migrate_to_system(HmmDmirrorCmd* cmd) {
+  return migrate_batches(*cmd, device_.select_flags(), [this, cmd](MigrateVma& args) {
+    alloc_and_copy_to_ram(args);
+    migrate_vma_pages(&args);
+    for (uint64_t i = 0; i < args.npages; ++i)
+      cmd->cpages += (args.src[i] & MIGRATE_PFN_VALID) && (args.src[i] & MIGRATE_PFN_MIGRATE);
+  });
 }
 
 // ---- snapshot ----

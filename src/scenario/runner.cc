@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -367,6 +368,18 @@ class Runner {
     return fail(EINVAL, "not a step");
   }
 
+  // Removes and returns the handle `key` of `table` (nullopt: not defined
+  // or already released).
+  template <typename T>
+  std::optional<T> take(std::map<std::string, T>& table, const std::string& key) {
+    std::lock_guard<std::mutex> g(lock_);
+    auto it = table.find(key);
+    if (it == table.end()) return std::nullopt;
+    T value = std::move(it->second);
+    table.erase(it);
+    return value;
+  }
+
   // The process a step acts for, or nullptr if it has exited.
   Process* process(const std::string& name) {
     std::lock_guard<std::mutex> g(lock_);
@@ -593,14 +606,9 @@ class Runner {
   }
 
   Done step_unpin(const Step& st) {
-    Pin pin;
-    {
-      std::lock_guard<std::mutex> g(lock_);
-      auto it = pins_.find(st.ref);
-      if (it == pins_.end()) return fail(ENOENT, "not pinned (already unpinned)");
-      pin = std::move(it->second);
-      pins_.erase(it);
-    }
+    std::optional<Pin> taken = take(pins_, st.ref);
+    if (!taken) return fail(ENOENT, "not pinned (already unpinned)");
+    const Pin& pin = *taken;
     release(pin);
     return Done{0,
                 static_cast<int64_t>(pin.pages.size()),
@@ -638,14 +646,9 @@ class Runner {
   }
 
   Done step_deregister(const Step& st) {
-    Region reg;
-    {
-      std::lock_guard<std::mutex> g(lock_);
-      auto it = regions_.find(st.ref);
-      if (it == regions_.end()) return fail(ENOENT, "not registered");
-      reg = it->second;
-      regions_.erase(it);
-    }
+    std::optional<Region> taken = take(regions_, st.ref);
+    if (!taken) return fail(ENOENT, "not registered");
+    const Region& reg = *taken;
     if (auto r = reg.nic->dereg_mr(reg.key); !r.ok()) return fail(r.error().code(), "dereg failed");
     return Done{
         0, static_cast<int64_t>(reg.pages), fmt::format("'{}' deregistered", reg.label), {}};
@@ -907,14 +910,9 @@ class Runner {
   }
 
   Done step_cma_release(const Step& st) {
-    CmaAlloc a;
-    {
-      std::lock_guard<std::mutex> g(lock_);
-      auto it = cma_allocs_.find(st.ref);
-      if (it == cma_allocs_.end()) return fail(ENOENT, "not allocated");
-      a = it->second;
-      cma_allocs_.erase(it);
-    }
+    std::optional<CmaAlloc> taken = take(cma_allocs_, st.ref);
+    if (!taken) return fail(ENOENT, "not allocated");
+    const CmaAlloc& a = *taken;
     if (!cma_->cma_release(a.area, a.pages, a.count)) return fail(EINVAL, "cma_release refused");
     return Done{0, static_cast<int64_t>(a.count), fmt::format("{} pages released", a.count), {}};
   }
@@ -933,15 +931,9 @@ class Runner {
   }
 
   Done step_kernel_free(const Step& st) {
-    Page* p = nullptr;
-    {
-      std::lock_guard<std::mutex> g(lock_);
-      auto it = kernel_allocs_.find(st.ref);
-      if (it == kernel_allocs_.end()) return fail(ENOENT, "not allocated");
-      p = it->second;
-      kernel_allocs_.erase(it);
-    }
-    kfree_pages(p);
+    const std::optional<Page*> p = take(kernel_allocs_, st.ref);
+    if (!p) return fail(ENOENT, "not allocated");
+    kfree_pages(*p);
     return Done{0, 0, "freed", {}};
   }
 

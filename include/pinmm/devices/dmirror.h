@@ -33,6 +33,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -223,6 +224,12 @@ class Dmirror : public MmuIntervalNotifierOps {
   int read_back(HmmDmirrorCmd* cmd) EXCLUDES(mutex_);
   uint8_t mkentry(uint64_t hmm_pfn) const;
 
+  // migrate_vma over cmd's range in 64-page batches within each VMA (mmap
+  // lock held): setup with `select`, then `between` (allocate, copy,
+  // migrate_vma_pages …), then finalize. -EINVAL at a hole or an unreadable
+  // VMA, or setup's error.
+  int migrate_batches(const HmmDmirrorCmd& cmd, unsigned select,
+                      const std::function<void(MigrateVma&)>& between);
   // migrate_vma steps for MIGRATE_TO_DEV.
   void alloc_and_copy_to_device(MigrateVma& args);
   void map_migrated(const MigrateVma& args) EXCLUDES(mutex_);
