@@ -6,6 +6,12 @@
 
 namespace pinmm {
 
+namespace {
+// Rounds of migrate-to-RAM-and-retry for a write that met read-only pages
+// of our own.
+constexpr int kWriteRetries = 8;
+}  // namespace
+
 Gpu::Gpu(MemorySystem& ms, Mm& mm, std::string name, GpuOptions options)
     : name_(std::move(name)),
       options_(options),
@@ -48,12 +54,13 @@ int Gpu::transfer(unsigned op, VirtAddr addr, void* buf, uint64_t size) {
   cmd.npages = size / PAGE_SIZE;
   int rc = mirror_->ioctl(op, &cmd);
   uint64_t faults = cmd.faults;
-  if (rc == -EFAULT && op == HMM_DMIRROR_WRITE) {
-    // hmm_range_fault reports our own device-private pages as they are,
-    // without a fault: one left read-only (an mprotect downgraded its
-    // entry, and restoring PROT_WRITE never upgrades a non-present entry)
-    // cannot be made writable where it is. Bring the range back to RAM,
-    // where a write fault can, and try once more.
+  // hmm_range_fault reports our own device-private pages as they are,
+  // without a fault: one left read-only (an mprotect downgraded its entry,
+  // and restoring PROT_WRITE never upgrades a non-present entry) cannot be
+  // made writable where it is. Bring the range back to RAM, where a write
+  // fault can, and try again; migration is best effort (a page another
+  // migration holds locked stays), hence a few rounds.
+  for (int round = 0; rc == -EFAULT && op == HMM_DMIRROR_WRITE && round < kWriteRetries; ++round) {
     HmmDmirrorCmd back = cmd;
     (void)mirror_->ioctl(HMM_DMIRROR_MIGRATE_TO_SYS, &back);
     rc = mirror_->ioctl(op, &cmd);

@@ -12,7 +12,7 @@
 // migrates them in again. A write that meets one of its own pages left
 // read-only by an mprotect (hmm_range_fault reports those without
 // faulting, so dmirror answers -EFAULT) migrates the range back to RAM and
-// is tried once more.
+// is tried again (a few rounds: migration skips pages locked elsewhere).
 //
 // Thread safety: one GPU may be driven from several threads; accesses to
 // the mirror follow dmirror's locking, and the hotness table has its own
