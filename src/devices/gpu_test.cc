@@ -10,6 +10,7 @@
 
 #include "pinmm/gup/gup.h"
 #include "pinmm/migrate/move_pages.h"
+#include "testing/concurrency.h"
 #include "testing/migrate.h"
 #include "testing/vm.h"
 
@@ -96,14 +97,14 @@ TEST_F(GpuTest, ConcurrentGpuWritesWhileCpuFaultsMigratesAndMprotects) {
   opt.hot_threshold = 2;
   opt.range_size = kPages * PAGE_SIZE;
   Gpu gpu(*m.ms, *mm, "gpu0", opt);
-  std::atomic<bool> stop{false};
-  std::thread cpu([&] {
+  testing::ScopedThreads threads;
+  threads.spawn([&](std::stop_token stop) {
     current().set_mm(mm.get());
     std::vector<VirtAddr> pages;
     for (uint64_t i = 0; i < kPages; i += 4)
       pages.push_back(a + i * PAGE_SIZE);
     std::vector<int> status(pages.size());
-    for (int step = 0; !stop.load(); ++step) {
+    for (int step = 0; !stop.stop_requested(); ++step) {
       switch (step % 3) {
         case 0:
           // Fault device pages back without touching their bytes (a CPU
@@ -136,10 +137,15 @@ TEST_F(GpuTest, ConcurrentGpuWritesWhileCpuFaultsMigratesAndMprotects) {
       std::memcpy(buf.data() + i * PAGE_SIZE, &v, sizeof v);
     }
     // -EPERM while the CPU has the range read-only (some pages may have
-    // been written already): the round is written again.
+    // been written already), -EFAULT when pages a concurrent migration held
+    // stayed read-only device pages through the GPU's retries: the round
+    // is written again.
     int rc = 0;
-    while ((rc = gpu.write(a, buf)) == -EPERM) {
-    }
+    ASSERT_TRUE(testing::wait_until([&] {
+      rc = gpu.write(a, buf);
+      return rc != -EPERM && rc != -EFAULT;
+    })) << "the write never went through, last "
+        << rc;
     ASSERT_EQ(rc, 0);
     // The data oracle: the CPU sees this round's stamp in every page (a
     // write through a stale mirror entry would leave the previous one).
@@ -147,8 +153,7 @@ TEST_F(GpuTest, ConcurrentGpuWritesWhileCpuFaultsMigratesAndMprotects) {
       ASSERT_EQ(*read_user<uint64_t>(*mm, a + i * PAGE_SIZE), (round << 32) | i)
           << "round " << round << " page " << i;
   }
-  stop.store(true);
-  cpu.join();
+  threads.stop_and_join();
   for (uint64_t i = 0; i < kPages; ++i)
     ASSERT_EQ(*read_user<uint64_t>(*mm, a + i * PAGE_SIZE), (kRounds << 32) | i) << "page " << i;
   EXPECT_GT(gpu.stats().ranges_migrated, 0u);

@@ -12,6 +12,7 @@
 #include "pinmm/gup/gup.h"
 #include "pinmm/gup/pin.h"
 #include "pinmm/migrate/move_pages.h"
+#include "testing/concurrency.h"
 #include "testing/migrate.h"
 #include "testing/vm.h"
 
@@ -199,40 +200,55 @@ RC_GTEST_FIXTURE_PROP(GupFast, FastAndSlowAgree, ()) {
 }
 
 // pin_user_pages_fast racing with munmap: a pin either lands on a page that
-// stays allocated until unpinned, or fails; never on a freed frame.
+// stays allocated until unpinned, or fails; never on a freed frame. Each
+// round's mapping is pinned at least once before its munmap starts; the
+// pinner's later attempts race with the munmap (the lockless walk, and the
+// slow path it falls back to under the mmap lock). FOLL_FAST_ONLY is not
+// for pin_user_pages_fast: it is an internal flag (-EINVAL), which an
+// earlier version of this test passed and so never pinned anything.
 TEST_F(GupFast, ConcurrentPinRacesWithMunmap) {
   constexpr uint64_t kPages = 8;
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> addr{0};
-  std::atomic<int> pinned{0};
-  std::thread pinner([&] {
+  constexpr uint64_t kRounds = 200;
+  // The main thread publishes round r's address, then r; the pinner reads
+  // r, then the address (which cannot change until it reports r).
+  std::atomic<uint64_t> addr{0}, round_published{0}, round_attempted{0};
+  std::atomic<int> pinned{0}, bad{0};
+  testing::ScopedThreads threads;
+  threads.spawn([&](std::stop_token stop) {
     current().set_mm(mm.get());
     std::vector<Page*> pages(kPages);
-    while (!stop.load()) {
-      const uint64_t a = addr.load();
-      if (a == 0) continue;
-      const long n = pin_user_pages_fast(a, kPages, FOLL_WRITE | FOLL_FAST_ONLY, pages.data());
-      if (n == -EINVAL) continue;
+    while (!stop.stop_requested()) {
+      const uint64_t round = round_published.load(std::memory_order_acquire);
+      if (round == 0) {
+        std::this_thread::yield();
+        continue;
+      }
+      const uint64_t a = addr.load(std::memory_order_relaxed);
+      const long n = pin_user_pages_fast(a, kPages, FOLL_WRITE, pages.data());
       for (long i = 0; i < n; ++i) {
         // What a device about to DMA relies on: the frame is still a live,
         // pinned page, not back in the allocator.
-        ASSERT_GE(pages[i]->refcount(), GUP_PIN_COUNTING_BIAS);
-        ASSERT_FALSE(PageBuddy(pages[i]));
+        if (pages[i]->refcount() < GUP_PIN_COUNTING_BIAS || PageBuddy(pages[i])) bad++;
       }
       unpin_user_pages(std::span<Page* const>(pages.data(), static_cast<size_t>(std::max(n, 0L))));
       if (n > 0) pinned.fetch_add(1);
+      round_attempted.store(round, std::memory_order_release);
     }
     current().set_mm(nullptr);
   });
-  for (int round = 0; round < 200; ++round) {
+  for (uint64_t round = 1; round <= kRounds; ++round) {
     const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
     testing::fill_pages(*mm, a, kPages * PAGE_SIZE, 1);
-    addr = a.value();
-    std::this_thread::yield();
+    addr.store(a.value(), std::memory_order_relaxed);
+    round_published.store(round, std::memory_order_release);
+    ASSERT_TRUE(testing::wait_until([&] { return round_attempted.load() == round; }))
+        << "the pinner stalled in round " << round;
     ASSERT_TRUE(vm_munmap(*mm, a, kPages * PAGE_SIZE).ok());
   }
-  stop = true;
-  pinner.join();
+  threads.stop_and_join();
+  EXPECT_EQ(bad.load(), 0) << "a pin landed on a freed frame";
+  EXPECT_GE(pinned.load(), static_cast<int>(kRounds)) << "each round pinned before its munmap";
+  RecordProperty("pins", pinned.load());
   lru_add_drain_all(*m.ms);
   EXPECT_EQ(m.ms->node(0).stats().get(NR_FOLL_PIN_ACQUIRED),
             m.ms->node(0).stats().get(NR_FOLL_PIN_RELEASED));
@@ -251,10 +267,12 @@ uint64_t stamp(uint64_t round, uint64_t page) { return (round << 16) | page; }
 // A pinned page must stay where the process maps it while the pin is held:
 // if pin_user_pages_fast ever returned a page that migration then moved, the
 // device's write would land in the old frame and the CPU would not see it.
-// One thread moves the pages between the two nodes; the other pins them
-// (fast path, falling back where it meets migration entries), holds the pins
-// across a whole move_pages call, DMA-writes a stamp into each pinned frame
-// and reads it back through the page tables.
+// One thread moves the pages between the two nodes, pass after pass; the
+// other pins them (fast path, falling back where it meets migration
+// entries) while a pass may be running, holds the pins across two whole
+// passes, DMA-writes a stamp into each pinned frame and reads it back
+// through the page tables, unpins, and lets two whole passes run without
+// pins (so the pages really move between rounds).
 TEST(GupFastConcurrent, ConcurrentPinRacesWithMigration) {
   constexpr uint64_t kPages = 16;
   testing::VmMachine m(testing::two_node_machine());
@@ -263,22 +281,21 @@ TEST(GupFastConcurrent, ConcurrentPinRacesWithMigration) {
   const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
   ASSERT_EQ(do_madvise(*mm, a, kPages * PAGE_SIZE, MADV_NOHUGEPAGE).ok(), true);
   testing::fill_pages(*mm, a, kPages * PAGE_SIZE, 1);
-  std::atomic<bool> stop{false};
-  std::atomic<int64_t> moved{0};
-  std::atomic<int> rounds{0};
-  std::thread migrator([&] {
+  auto migrated = [&] { return m.ms->events().get(PGMIGRATE_SUCCESS); };
+  const int64_t migrated0 = migrated();
+  testing::Progress passes;
+  std::atomic<int> failed_calls{0};
+  testing::ScopedThreads threads;
+  threads.spawn([&](std::stop_token stop) {
     current().set_mm(mm.get());
     std::vector<VirtAddr> addrs;
     for (uint64_t i = 0; i < kPages; ++i)
       addrs.push_back(a + i * PAGE_SIZE);
     std::vector<int> status(kPages);
-    for (int round = 0; !stop.load(); ++round) {
+    for (int round = 0; !stop.stop_requested(); ++round) {
       const std::vector<int> nodes(kPages, round % 2);
-      auto r = move_pages(*mm, addrs, nodes, status, MPOL_MF_MOVE);
-      ASSERT_TRUE(r.ok());
-      for (int s : status)
-        moved += s == round % 2 ? 1 : 0;
-      rounds++;
+      if (!move_pages(*mm, addrs, nodes, status, MPOL_MF_MOVE).ok()) failed_calls++;
+      passes.advance();
     }
     current().set_mm(nullptr);
   });
@@ -287,10 +304,8 @@ TEST(GupFastConcurrent, ConcurrentPinRacesWithMigration) {
   for (uint64_t round = 1; round <= 100; ++round) {
     const long n = pin_user_pages_fast(a.value(), kPages, FOLL_WRITE, pages.data());
     ASSERT_EQ(n, static_cast<long>(kPages));
-    // Hold the pins across at least one whole move_pages call.
-    const int r0 = rounds.load();
-    while (rounds.load() < r0 + 2)
-      std::this_thread::yield();
+    // Hold the pins across at least one whole move_pages pass.
+    ASSERT_TRUE(passes.wait_for(passes.get() + 2)) << "the migrator stalled";
     for (uint64_t i = 0; i < kPages; ++i)
       dma_write(*m.ms, pages[i], 8, stamp(round, i));
     for (uint64_t i = 0; i < kPages; ++i) {
@@ -300,11 +315,14 @@ TEST(GupFastConcurrent, ConcurrentPinRacesWithMigration) {
       ++checked;
     }
     unpin_user_pages(pages);
+    // Two whole passes without pins: one of them targets the other node.
+    ASSERT_TRUE(passes.wait_for(passes.get() + 3)) << "the migrator stalled";
   }
-  stop = true;
-  migrator.join();
-  EXPECT_GT(moved.load(), 0) << "the race never ran: no page moved";
-  RecordProperty("pages_moved", static_cast<int>(moved.load()));
+  threads.stop_and_join();
+  EXPECT_EQ(failed_calls.load(), 0);
+  EXPECT_GE(migrated() - migrated0, 100 * static_cast<int64_t>(kPages))
+      << "every round's unpinned passes move the pages";
+  RecordProperty("pages_moved", static_cast<int>(migrated() - migrated0));
   RecordProperty("pages_checked", static_cast<int>(checked));
   lru_add_drain_all(*m.ms);
   EXPECT_EQ(m.ms->node(0).stats().get(NR_FOLL_PIN_ACQUIRED) +
@@ -329,22 +347,22 @@ TEST_F(GupFast, ConcurrentPinRacesWithFork) {
   const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
   ASSERT_EQ(do_madvise(*mm, a, kPages * PAGE_SIZE, MADV_NOHUGEPAGE).ok(), true);
   testing::fill_pages(*mm, a, kPages * PAGE_SIZE, 1);
-  std::atomic<bool> stop{false};
-  std::atomic<int> forks{0};
+  testing::Progress forks;
+  std::atomic<int> bad_forks{0};
   // Fork copies a maybe-pinned page while the parent's other threads may
   // write it, so the child gets whatever bytes were there: a race the
   // kernel leaves to user space, and a real data race on the frame here.
   // The pinner's CPU and DMA phase therefore excludes forks; the pin calls
   // and the pins' lifetime do not.
   std::mutex cpu_phase;
-  std::thread forker([&] {
-    while (!stop.load()) {
+  testing::ScopedThreads threads;
+  threads.spawn([&](std::stop_token stop) {
+    while (!stop.stop_requested()) {
       std::unique_lock<std::mutex> no_cpu_access(cpu_phase);
       auto child = dup_mm(*mm);
       no_cpu_access.unlock();
-      ASSERT_TRUE(child.ok());
-      ASSERT_TRUE(write_user<uint64_t>(**child, a, 0xc0ffee).ok());
-      forks++;
+      if (!child.ok() || !write_user<uint64_t>(**child, a, 0xc0ffee).ok()) bad_forks++;
+      forks.advance();
     }
   });
   std::vector<Page*> pages(kPages);
@@ -352,9 +370,7 @@ TEST_F(GupFast, ConcurrentPinRacesWithFork) {
     const long n = pin_user_pages_fast(a.value(), kPages, FOLL_WRITE, pages.data());
     ASSERT_EQ(n, static_cast<long>(kPages));
     // Hold the pins across at least one whole fork.
-    const int f0 = forks.load();
-    while (forks.load() < f0 + 2)
-      std::this_thread::yield();
+    ASSERT_TRUE(forks.wait_for(forks.get() + 2)) << "the forker stalled";
     std::lock_guard<std::mutex> no_fork(cpu_phase);
     for (uint64_t i = 0; i < kPages; ++i) {
       ASSERT_TRUE(write_user<uint64_t>(*mm, a + i * PAGE_SIZE, round).ok());
@@ -367,10 +383,9 @@ TEST_F(GupFast, ConcurrentPinRacesWithFork) {
     }
     unpin_user_pages(pages);
   }
-  stop = true;
-  forker.join();
-  EXPECT_GT(forks.load(), 0);
-  RecordProperty("forks", forks.load());
+  threads.stop_and_join();
+  EXPECT_EQ(bad_forks.load(), 0);
+  RecordProperty("forks", static_cast<int>(forks.get()));
   lru_add_drain_all(*m.ms);
   EXPECT_EQ(acquired(), m.ms->node(0).stats().get(NR_FOLL_PIN_RELEASED));
   EXPECT_VM_VALID(m.vm);

@@ -15,6 +15,7 @@
 #include "pinmm/hmm/memremap.h"
 #include "pinmm/migrate/move_pages.h"
 #include "pinmm/vm/device_map.h"
+#include "testing/concurrency.h"
 #include "testing/migrate.h"
 #include "testing/vm.h"
 
@@ -323,7 +324,8 @@ TEST_F(Hmm, BusyPoisonAndArgumentErrors) {
 
 // A migration entry with a fault request: the walk waits for the migration
 // and restarts (-EBUSY inside), ending with the new page; without a
-// request the entry reads as 0.
+// request the entry reads as 0. The migration holds its entries (at
+// migrate.after_unmap) until the device's fault is provably waiting.
 TEST(HmmMigration, MigrationEntriesAreWaitedFor) {
   testing::VmMachine m(testing::two_node_machine());
   MmHandle mm = Mm::create(m.vm);
@@ -332,30 +334,36 @@ TEST(HmmMigration, MigrationEntriesAreWaitedFor) {
   Mirror mirror(*mm, a, PAGE_SIZE);
   testing::FolioList list;
   ASSERT_TRUE(testing::isolate_at(*mm, a, list));
-  m.ms->injector().delay(inject_point_migrate::kAfterUnmap, std::chrono::milliseconds(100));
-  std::atomic<bool> saw_entry{false};
+  testing::Progress entries_installed;
+  std::atomic<bool> waiter_seen{false};
+  m.ms->injector().on_hit(inject_point_migrate::kAfterUnmap, [&] {
+    entries_installed.advance();
+    waiter_seen = testing::wait_until([&] { return m.vm.migration_waits() > 0; });
+  });
   std::vector<uint64_t> pfns(1);
+  uint64_t snapshot = ~uint64_t{0};
   int rc = -1;
-  std::thread device([&] {
-    // Wait until the entry is there, then ask for the page.
-    for (int i = 0; i < 5000 && !saw_entry.load(); ++i) {
-      if (is_swap_pte(testing::pte_at(*mm, a))) saw_entry = true;
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
-    }
+  testing::ScopedThreads threads;
+  threads.spawn([&](std::stop_token) {
+    current().set_mm(mm.get());
+    ASSERT_TRUE(entries_installed.wait_for(1));
+    EXPECT_TRUE(is_swap_pte(testing::pte_at(*mm, a)));
     HmmRange snap;
     snap.start = a;
     snap.end = a + PAGE_SIZE;
     snap.hmm_pfns = pfns.data();
     EXPECT_EQ(mirror.fault(snap), 0);
-    EXPECT_TRUE(pfns[0] == 0 || (pfns[0] & HMM_PFN_VALID)) << "a snapshot never waits";
+    snapshot = pfns[0];
     HmmRange r = snap;
     r.default_flags = HMM_PFN_REQ_FAULT;
     rc = mirror.fault(r);
+    current().set_mm(nullptr);
   });
   EXPECT_EQ(testing::migrate_to(*m.ms, list, 1), 0);
-  device.join();
+  threads.stop_and_join();
   m.ms->injector().clear_all();
-  EXPECT_TRUE(saw_entry.load());
+  EXPECT_TRUE(waiter_seen.load()) << "the fault never waited on the migration entry";
+  EXPECT_EQ(snapshot, 0u) << "a snapshot never waits: the entry reads as 0";
   EXPECT_EQ(rc, 0);
   EXPECT_TRUE(pfns[0] & HMM_PFN_VALID);
   EXPECT_EQ(hmm_pfn_to_pfn(pfns[0]), m.ms->page_to_pfn(testing::page_at(*mm, a)));
@@ -365,12 +373,13 @@ TEST(HmmMigration, MigrationEntriesAreWaitedFor) {
 
 // The mirror protocol under concurrency: a device thread mirrors the range
 // (fault loop + read_retry under its lock) and "DMA-writes" through every
-// PFN its page table holds, under the lock; the CPU side munmaps and
-// remaps, mprotects and migrates it. The invalidate callback must have
-// cleared every device PTE for pages the CPU no longer maps there, so a
-// device write never lands in a frame the process does not map at that
-// address: afterwards every page the device wrote holds what the device
-// last wrote for that address, checked through the CPU's page tables.
+// PFN its page table holds, under the lock; the CPU side migrates and
+// mprotects it. The invalidate callback must have cleared every device PTE
+// for pages the CPU no longer maps there, so a device write never lands in
+// a frame the process does not map at that address: afterwards every page
+// the device wrote holds what the device last wrote for that address,
+// checked through the CPU's page tables. Each CPU round waits for a device
+// pass, and the rounds go on until the device has written.
 TEST(HmmConcurrent, ConcurrentMirrorNeverWritesAnUnmappedPage) {
   testing::VmMachine m(testing::two_node_machine());
   MmHandle mm = Mm::create(m.vm);
@@ -378,13 +387,14 @@ TEST(HmmConcurrent, ConcurrentMirrorNeverWritesAnUnmappedPage) {
   constexpr uint64_t kPages = 16;
   const VirtAddr a = testing::map_pattern(*mm, kPages, 5);
   Mirror mirror(*mm, a, kPages * PAGE_SIZE);
-  std::atomic<bool> stop{false};
   std::atomic<uint64_t> writes{0};
+  testing::Progress device_passes;
   std::vector<uint64_t> last_stamp(kPages, 0);  // guarded by mirror.lock
-  std::thread device([&] {
+  testing::ScopedThreads threads;
+  threads.spawn([&](std::stop_token stop) {
     current().set_mm(mm.get());
     std::vector<uint64_t> pfns(kPages);
-    for (uint64_t round = 1; !stop.load(); ++round) {
+    for (uint64_t round = 1; !stop.stop_requested(); ++round, device_passes.advance()) {
       // Like a real device, keep the mirror until invalidations clear it;
       // fault again only when some entry is gone.
       bool complete = true;
@@ -416,16 +426,21 @@ TEST(HmmConcurrent, ConcurrentMirrorNeverWritesAnUnmappedPage) {
   for (uint64_t i = 0; i < kPages; ++i)
     addrs.push_back(a + i * PAGE_SIZE);
   std::vector<int> status(kPages);
-  for (int round = 0; round < 60; ++round) {
-    const std::vector<int> nodes(kPages, round % 2);
-    ASSERT_TRUE(move_pages(*mm, addrs, nodes, status, MPOL_MF_MOVE).ok());
-    ASSERT_TRUE(do_mprotect(*mm, a, kPages * PAGE_SIZE, PROT_READ).ok());
-    ASSERT_TRUE(do_mprotect(*mm, a, kPages * PAGE_SIZE, PROT_READ | PROT_WRITE).ok());
+  const uint64_t rounds = testing::repeat_until(
+      60, [&] { return writes.load() > 0; },
+      [&](uint64_t round) {
+        ASSERT_TRUE(device_passes.wait_for(device_passes.get() + 1)) << "the device stalled";
+        const std::vector<int> nodes(kPages, static_cast<int>(round % 2));
+        ASSERT_TRUE(move_pages(*mm, addrs, nodes, status, MPOL_MF_MOVE).ok());
+        ASSERT_TRUE(do_mprotect(*mm, a, kPages * PAGE_SIZE, PROT_READ).ok());
+        ASSERT_TRUE(do_mprotect(*mm, a, kPages * PAGE_SIZE, PROT_READ | PROT_WRITE).ok());
+      });
+  threads.stop_and_join();
+  ASSERT_NE(rounds, 0u) << "the device never wrote before the hang bound";
+  {
+    std::lock_guard<std::mutex> g(mirror.lock);
+    EXPECT_GT(mirror.invalidations, 0u);
   }
-  stop = true;
-  device.join();
-  EXPECT_GT(writes.load(), 0u);
-  EXPECT_GT(mirror.invalidations, 0u);
   RecordProperty("device_writes", static_cast<int>(writes.load()));
   // The device's last write to each page reached the page the CPU maps.
   for (uint64_t i = 0; i < kPages; ++i) {

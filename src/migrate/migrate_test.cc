@@ -12,6 +12,7 @@
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/vm/huge_memory.h"
+#include "testing/concurrency.h"
 #include "testing/migrate.h"
 
 namespace pinmm {
@@ -176,36 +177,31 @@ TEST_F(Migrate, LruBatchReferenceBlocksUntilDrained) {
   EXPECT_EQ(nid_at(*mm, a), 1);
 }
 
+// Thread 001's question: a fault that meets a migration entry waits without
+// a reference, so the migration it waits for still succeeds. The order is
+// fixed: the migration holds its entries (at migrate.after_unmap) until the
+// reader is provably waiting on one, then moves the folio.
 TEST_F(Migrate, ConcurrentWaiterInMigrationEntryWaitDoesNotBlockMigration) {
   const VirtAddr a = anon_page(0x33);
   FolioList list;
   ASSERT_TRUE(isolate_at(*mm, a, list));
-  // Hold the migration entries in place long enough for a reader to fault
-  // on one and wait.
-  m.ms->injector().delay(inject_point_migrate::kAfterUnmap, std::chrono::milliseconds(200));
-  std::atomic<bool> started{false};
-  std::thread reader([&] {
-    while (m.vm.migration_waits() == 0 && !started.load())
-      std::this_thread::yield();
-    EXPECT_TRUE(page_holds(a, 0x33));
+  testing::Progress entries_installed;
+  std::atomic<bool> waiter_seen{false};
+  m.ms->injector().on_hit(inject_point_migrate::kAfterUnmap, [&] {
+    entries_installed.advance();
+    waiter_seen = testing::wait_until([&] { return m.vm.migration_waits() > 0; });
   });
-  std::thread poke([&] {
-    // Fault on the entry as soon as it appears.
-    for (int i = 0; i < 2000 && m.vm.migration_waits() == 0; ++i) {
-      pte_t pte = testing::pte_at(*mm, a);
-      if (is_swap_pte(pte)) {
-        EXPECT_TRUE(page_holds(a, 0x33));
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    started = true;
+  testing::ScopedThreads threads;
+  threads.spawn([&](std::stop_token) {
+    ASSERT_TRUE(entries_installed.wait_for(1));
+    EXPECT_TRUE(is_swap_pte(testing::pte_at(*mm, a)));
+    EXPECT_TRUE(page_holds(a, 0x33));  // faults on the entry and waits
   });
   EXPECT_EQ(migrate_to(*m.ms, list, 1, MIGRATE_ASYNC), 0);
-  poke.join();
-  reader.join();
+  threads.stop_and_join();
   m.ms->injector().clear_all();
-  EXPECT_GE(m.vm.migration_waits(), 1u);
+  EXPECT_TRUE(waiter_seen.load());
+  EXPECT_EQ(m.vm.migration_waits(), 1u);
   EXPECT_EQ(nid_at(*mm, a), 1);
   EXPECT_EQ(event(PGMIGRATE_SUCCESS), 1);
   EXPECT_VM_VALID(m.vm);

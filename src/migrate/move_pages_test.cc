@@ -7,11 +7,12 @@
 
 #include <array>
 #include <atomic>
-#include <chrono>
+#include <deque>
 #include <thread>
 #include <vector>
 
 #include "pinmm/migrate/move_pages.h"
+#include "testing/concurrency.h"
 #include "testing/migrate.h"
 
 namespace pinmm {
@@ -109,10 +110,59 @@ TEST_F(MovePages, PinnedPageIsReportedNotMigrated) {
 constexpr int kRounds = 150;
 constexpr int kMaxRetries = 100;  // MAX_RETRIES
 
+// Readers: one thread per entry of `mms` reading addr in a tight loop
+// through that Mm (the same one for threads of one process), checking the
+// value. Each counts its reads.
+struct Readers {
+  // Returns once every reader has read at least once.
+  Readers(std::vector<Mm*> mms, VirtAddr addr, uint64_t expect) : reads(mms.size()) {
+    for (size_t r = 0; r < mms.size(); ++r) {
+      threads.spawn([this, r, mm = mms[r], addr, expect](std::stop_token stop) {
+        while (!stop.stop_requested()) {
+          auto v = read_user<uint64_t>(*mm, addr);
+          if (!v.ok() || *v != expect) bad.fetch_add(1);
+          reads[r].advance();
+        }
+      });
+    }
+    for (const testing::Progress& p : reads)
+      EXPECT_TRUE(p.wait_for(1)) << "a reader never started";
+  }
+  // Waits until every reader has finished a read it started after now: a
+  // transient reference any of them held is gone.
+  bool each_read_again() const {
+    std::vector<uint64_t> now;
+    for (const testing::Progress& p : reads)
+      now.push_back(p.get() + 2);
+    for (size_t r = 0; r < reads.size(); ++r)
+      if (!reads[r].wait_for(now[r])) return false;
+    return true;
+  }
+  uint64_t total_reads() const {
+    uint64_t n = 0;
+    for (const testing::Progress& p : reads)
+      n += p.get();
+    return n;
+  }
+  void join() { threads.stop_and_join(); }
+
+  std::atomic<uint64_t> bad{0};
+  std::deque<testing::Progress> reads;
+  testing::ScopedThreads threads;  // last: stopped before the counters go
+};
+
 // migrate(): moves the page at `addr` between nodes 0 and 1 for kRounds
 // successful moves; a positive return is retried up to kMaxRetries times in
 // a row. Returns 0 like the selftest's helper, -1 on failure.
-int migrate_back_and_forth(Mm& mm, VirtAddr addr) {
+//
+// A reader may hold a transient reference: a fault that found the entry
+// cleared for a moment (between the clear and the migration entry) goes to
+// the page cache and waits for the folio lock with a reference, failing
+// every pass until the migration gives up and unlocks. As in the kernel;
+// the selftest's syscall latency lets the reader finish. Here a failed
+// attempt waits until every reader has finished a read since (progress, not
+// time), so MAX_RETRIES failures in a row mean a real livelock.
+int migrate_back_and_forth(Mm& mm, VirtAddr addr, const Readers& readers) {
   int retries = 0;
   for (int done = 0; done < kRounds;) {
     const int target = nid_at(mm, addr) == 0 ? 1 : 0;
@@ -123,13 +173,7 @@ int migrate_back_and_forth(Mm& mm, VirtAddr addr) {
     if (!r.ok()) return -1;
     if (*r > 0) {
       if (++retries > kMaxRetries) return -1;
-      // A reader may hold a transient reference: a fault that found the
-      // entry cleared for a moment (between the clear and the migration
-      // entry) goes to the page cache and waits for the folio lock with a
-      // reference, failing every pass until the migration gives up and
-      // unlocks. As in the kernel; the selftest's syscall latency lets the
-      // reader finish, a short sleep does here.
-      std::this_thread::sleep_for(std::chrono::microseconds(100));
+      if (!readers.each_read_again()) return -1;
       continue;
     }
     retries = 0;
@@ -137,39 +181,6 @@ int migrate_back_and_forth(Mm& mm, VirtAddr addr) {
   }
   return 0;
 }
-
-// Readers: `threads` threads reading addr in a tight loop, each through
-// its own Mm (the same one for threads of one process), checking the value.
-struct Readers {
-  // Returns once every reader has read at least once.
-  Readers(std::vector<Mm*> mms, VirtAddr addr, uint64_t expect) {
-    for (Mm* mm : mms) {
-      threads.emplace_back([this, mm, addr, expect] {
-        bool first = true;
-        while (!stop.load(std::memory_order_relaxed)) {
-          auto v = read_user<uint64_t>(*mm, addr);
-          if (!v.ok() || *v != expect) bad.fetch_add(1);
-          reads.fetch_add(1, std::memory_order_relaxed);
-          if (first) started.fetch_add(1);
-          first = false;
-        }
-      });
-    }
-    while (started.load() < threads.size())
-      std::this_thread::yield();
-  }
-  ~Readers() { join(); }
-  void join() {
-    stop = true;
-    for (auto& t : threads)
-      if (t.joinable()) t.join();
-  }
-  std::atomic<bool> stop{false};
-  std::atomic<uint64_t> bad{0};
-  std::atomic<uint64_t> reads{0};
-  std::atomic<size_t> started{0};
-  std::vector<std::thread> threads;
-};
 
 class MigrationSelftest : public MovePages {
  protected:
@@ -182,10 +193,10 @@ class MigrationSelftest : public MovePages {
       ASSERT_EQ(*read_user<uint64_t>(*r, addr), 0x600dcafeull);
     const int64_t success_before = m.ms->events().get(PGMIGRATE_SUCCESS);
     Readers readers(std::move(reader_mms), addr, 0x600dcafeull);
-    EXPECT_EQ(migrate_back_and_forth(*mm, addr), 0);
+    EXPECT_EQ(migrate_back_and_forth(*mm, addr, readers), 0);
     readers.join();
     EXPECT_EQ(readers.bad.load(), 0u);
-    EXPECT_GT(readers.reads.load(), 0u);
+    EXPECT_GT(readers.total_reads(), 0u);
     // Every successful move was counted: kRounds folios of this size.
     Page* page = testing::page_at(*mm, addr);
     ASSERT_NE(page, nullptr);
@@ -260,18 +271,18 @@ TEST_F(MovePages, ConcurrentWritersLoseNoWrite) {
   constexpr uint64_t kPages = kWriters * kPagesPerWriter;
   const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
   testing::fill_pages(*mm, a, kPages * PAGE_SIZE, 0);
-  std::atomic<bool> stop{false};
   std::array<std::array<uint8_t, kPagesPerWriter>, kWriters> last{};
-  std::vector<std::thread> writers;
+  std::atomic<int> failed_writes{0};
+  testing::ScopedThreads writers;
   for (int w = 0; w < kWriters; ++w) {
-    writers.emplace_back([&, w] {
+    writers.spawn([&, w](std::stop_token stop) {
       std::vector<std::byte> buf(PAGE_SIZE);
-      for (uint64_t round = 1; !stop.load(std::memory_order_relaxed); ++round) {
+      for (uint64_t round = 1; !stop.stop_requested(); ++round) {
         for (uint64_t i = 0; i < kPagesPerWriter; ++i) {
           const auto value = static_cast<uint8_t>(round * 31 + i);
           std::fill(buf.begin(), buf.end(), std::byte{value});
           const VirtAddr p = a + (w * kPagesPerWriter + i) * PAGE_SIZE;
-          ASSERT_TRUE(copy_to_user(*mm, p, buf).ok());
+          if (!copy_to_user(*mm, p, buf).ok()) failed_writes++;
           last[w][i] = value;
         }
       }
@@ -281,17 +292,17 @@ TEST_F(MovePages, ConcurrentWritersLoseNoWrite) {
   for (uint64_t i = 0; i < kPages; ++i)
     pages.push_back(a + i * PAGE_SIZE);
   std::vector<int> status(kPages);
-  int64_t moved = 0;
-  for (int round = 0; round < 40; ++round) {
-    const std::vector<int> nodes(kPages, (round + 1) % 2);
-    auto r = move_pages(*mm, pages, nodes, status, MPOL_MF_MOVE);
-    ASSERT_TRUE(r.ok());
-    moved += static_cast<int64_t>(kPages) - *r;
-  }
-  stop = true;
-  for (auto& t : writers)
-    t.join();
-  EXPECT_GT(moved, 0);
+  const int64_t migrated0 = m.ms->events().get(PGMIGRATE_SUCCESS);
+  // At least 40 passes, and until pages have moved under the writers.
+  const uint64_t rounds = testing::repeat_until(
+      40, [&] { return m.ms->events().get(PGMIGRATE_SUCCESS) > migrated0; },
+      [&](uint64_t round) {
+        const std::vector<int> nodes(kPages, static_cast<int>((round + 1) % 2));
+        ASSERT_TRUE(move_pages(*mm, pages, nodes, status, MPOL_MF_MOVE).ok());
+      });
+  writers.stop_and_join();
+  ASSERT_NE(rounds, 0u) << "no page moved before the hang bound";
+  EXPECT_EQ(failed_writes.load(), 0);
   std::vector<std::byte> back(PAGE_SIZE);
   for (int w = 0; w < kWriters; ++w) {
     for (uint64_t i = 0; i < kPagesPerWriter; ++i) {

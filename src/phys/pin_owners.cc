@@ -229,6 +229,18 @@ std::vector<PinOwner> PinOwners::owners_of(const Folio* folio) const {
   return describe_list(leaf->head[i & (kLeafSize - 1)]);
 }
 
+uint64_t PinOwners::recorded_pins(const Folio* folio) const {
+  MutexGuard g(lock_);
+  const uint64_t i = index_of(folio);
+  if (i >= nr_pfns_) return 0;
+  const Leaf* leaf = leaves_[i >> kLeafShift].get();
+  if (leaf == nullptr) return 0;
+  uint64_t pins = 0;
+  for (uint32_t r = leaf->head[i & (kLeafSize - 1)]; r != kNone; r = rec(r).next)
+    pins += rec(r).pins;
+  return pins;
+}
+
 size_t PinOwners::nr_folios() const {
   MutexGuard g(lock_);
   return nr_folios_;

@@ -1,4 +1,5 @@
 // MemorySystem::validate(): the invariants of the physical layer.
+#include <algorithm>
 #include <vector>
 
 #include "pinmm/phys/hugetlb.h"
@@ -128,6 +129,26 @@ void check_merged(const MemorySystem& ms, const Zone& z, ValidationReport& r) RE
 }
 
 // Every PFN of the zone is in exactly one state.
+// Every pin is recorded in the pin-owner table when a pinning call returns
+// and released when it is unpinned, so at a quiescent point a folio holds
+// exactly the pins its records hold. More pins than records is a leak: a
+// pin some path took and never dropped (a failed long-term pin that kept
+// the pages it had already pinned, say). A small folio's pin count is
+// refcount / GUP_PIN_COUNTING_BIAS, the kernel's own approximation
+// (folio_maybe_dma_pinned): 1024 plain references would read as a pin.
+void check_pins_recorded(const MemorySystem& ms, const Folio* folio, Pfn pfn, ValidationReport& r) {
+  const uint64_t held =
+      folio_test_large(folio)
+          ? static_cast<uint64_t>(std::max(folio_pincount(folio), 0))
+          : static_cast<uint64_t>(std::max(folio_ref_count(folio), 0)) / GUP_PIN_COUNTING_BIAS;
+  if (held == 0) return;
+  const uint64_t recorded = ms.pin_owners().recorded_pins(folio);
+  if (recorded < held) {
+    r.fail("pfn {:#x}: the folio holds {} pins, the pin-owner table records {}: {} leaked",
+           pfn.value(), held, recorded, held - recorded);
+  }
+}
+
 void check_pfn_states(const MemorySystem& ms, const Zone& z, std::vector<PfnState>& state,
                       uint64_t* reserved, ValidationReport& r) {
   const Pfn zstart = z.zone_start_pfn();
@@ -172,6 +193,7 @@ void check_pfn_states(const MemorySystem& ms, const Zone& z, std::vector<PfnStat
       s = PfnState::kHugetlbFree;
     } else if (page->refcount() > 0) {
       s = PfnState::kAllocated;
+      check_pins_recorded(ms, folio, pfn, r);
     } else {
       r.fail("pfn {:#x} is neither free, reserved nor in use (refcount {}): leaked", pfn.value(),
              page->refcount());

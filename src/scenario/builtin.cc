@@ -40,7 +40,7 @@ steps:
     dma: {region: mr1, rounds: 2}
   - snapshot: {label: after registration}
   - name: every movable memory block goes offline
-    offline: {blocks: movable, timeout_ms: 5000}
+    offline: {blocks: movable, retries: 100}
     expect: {result: ok, value: 4}
   - name: a driver allocates the whole CMA area
     cma_alloc: {area: reserved, count: all, as: frame_buffer}
@@ -99,7 +99,7 @@ steps:
   - online: {blocks: offline, zone: online_movable}
   - deregister: {region: mr1}
   - name: without the pins every movable block goes offline
-    offline: {blocks: movable, timeout_ms: 5000}
+    offline: {blocks: movable, retries: 100}
     expect: {result: ok, value: 4}
   - online: {blocks: offline, zone: online_movable}
   - read: {mapping: app.buffers}

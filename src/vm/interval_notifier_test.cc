@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "pinmm/vm/mmu_notifier.h"
+#include "testing/concurrency.h"
 #include "testing/vm.h"
 
 namespace pinmm {
@@ -268,21 +269,21 @@ TEST(IntervalNotifierRelease, TeardownSendsRelease) {
 }
 
 // The protocol under concurrency: readers loop read_begin / look up /
-// driver lock + read_retry while another thread munmaps, maps, mprotects and
-// zaps the range. A lookup that passes read_retry must never have had an
+// driver lock + read_retry while another thread maps, mprotects and zaps
+// the range. A lookup that passes read_retry must never have had an
 // invalidation since read_begin (the callback bumps a generation under the
-// same lock).
+// same lock). The invalidations go on until both outcomes were seen: a
+// lookup that passed and one that had to retry.
 TEST_F(IntervalNotifier, ConcurrentReadersNeverMissAnInvalidation) {
   constexpr uint64_t kPages = 16;
   const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
   ScopedSub sub;
   ASSERT_EQ(insert(sub, a, kPages * PAGE_SIZE), 0);
-  std::atomic<bool> stop{false};
   std::atomic<uint64_t> passes{0}, retries{0};
-  std::vector<std::thread> readers;
+  testing::ScopedThreads readers;
   for (int r = 0; r < 2; ++r) {
-    readers.emplace_back([&] {
-      while (!stop.load()) {
+    readers.spawn([&](std::stop_token stop) {
+      while (!stop.stop_requested()) {
         const uint64_t seq = mmu_interval_read_begin(&sub);
         const uint64_t gen0 = driver.generation.load(std::memory_order_relaxed);
         std::this_thread::yield();  // the "lookup"
@@ -299,17 +300,16 @@ TEST_F(IntervalNotifier, ConcurrentReadersNeverMissAnInvalidation) {
       }
     });
   }
-  for (int round = 0; round < 200; ++round) {
-    testing::fill_pages(*mm, a, kPages * PAGE_SIZE, static_cast<uint8_t>(round));
-    ASSERT_TRUE(do_mprotect(*mm, a, kPages * PAGE_SIZE, PROT_READ).ok());
-    ASSERT_TRUE(do_mprotect(*mm, a, kPages * PAGE_SIZE, PROT_READ | PROT_WRITE).ok());
-    ASSERT_TRUE(do_madvise(*mm, a, kPages * PAGE_SIZE, MADV_DONTNEED).ok());
-  }
-  stop = true;
-  for (auto& t : readers)
-    t.join();
-  EXPECT_GT(passes.load(), 0u);
-  EXPECT_GT(retries.load(), 0u) << "the race never happened";
+  const uint64_t rounds = testing::repeat_until(
+      200, [&] { return passes.load() > 0 && retries.load() > 0; },
+      [&](uint64_t round) {
+        testing::fill_pages(*mm, a, kPages * PAGE_SIZE, static_cast<uint8_t>(round));
+        ASSERT_TRUE(do_mprotect(*mm, a, kPages * PAGE_SIZE, PROT_READ).ok());
+        ASSERT_TRUE(do_mprotect(*mm, a, kPages * PAGE_SIZE, PROT_READ | PROT_WRITE).ok());
+        ASSERT_TRUE(do_madvise(*mm, a, kPages * PAGE_SIZE, MADV_DONTNEED).ok());
+      });
+  readers.stop_and_join();
+  EXPECT_NE(rounds, 0u) << "no lookup passed or none retried before the hang bound";
   RecordProperty("passes", static_cast<int>(passes.load()));
   RecordProperty("retries", static_cast<int>(retries.load()));
   EXPECT_EQ(global() % 2, 0u);

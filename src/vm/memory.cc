@@ -14,10 +14,6 @@
 
 namespace pinmm {
 
-namespace inject_point_vm {
-inline constexpr std::string_view kMigrationEntryWait = "migration_entry_wait";
-}  // namespace inject_point_vm
-
 std::string vm_fault_to_string(VmFault f) {
   static constexpr std::pair<VmFault, const char*> kNames[] = {
       {VM_FAULT_OOM, "OOM"},

@@ -1,6 +1,7 @@
 #include "pinmm/vm/rmap.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "pinmm/base/rcu.h"
 #include "pinmm/phys/hugetlb.h"
@@ -30,14 +31,30 @@ bool AnonVma::try_get() {
   return true;
 }
 
+// Thread safety: faults call this under the mmap read lock, so the
+// VMA's anon_vma may be installed by a racing fault at any time. The install
+// is a release store under mm->page_table_lock; the lockless first check is
+// an acquire load that pairs with it (the kernel's unlocked read of
+// vma->anon_vma), so a fault that sees the family also sees it linked.
+// Everyone else reads the field under the mmap write lock, or after their
+// own anon_vma_prepare.
 Result<void> anon_vma_prepare(Vma* vma) {
-  if (vma->anon_vma != nullptr) return {};
+  std::atomic_ref<AnonVma*> installed(vma->anon_vma);
+  if (installed.load(std::memory_order_acquire) != nullptr) return {};
+  Mm& mm = vma->vm_mm();
   AnonVma* av = AnonVma::create();  // its first reference is the VMA's
+  mm.ms().injector().maybe_delay(inject_point_vm::kAnonVmaPrepare);
+  bool won = false;
   {
     WriteGuard g(av->rwsem);
-    av->vmas.push_back(vma);
+    SpinGuard pt(mm.page_table_lock);
+    if (installed.load(std::memory_order_relaxed) == nullptr) {
+      av->vmas.push_back(vma);
+      installed.store(av, std::memory_order_release);
+      won = true;
+    }
   }
-  vma->anon_vma = av;
+  if (!won) av->put();  // a racing fault installed its family first
   return {};
 }
 

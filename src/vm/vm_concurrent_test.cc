@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "pinmm/vm/migrate_entries.h"
+#include "testing/concurrency.h"
 #include "testing/vm.h"
 
 namespace pinmm {
@@ -113,23 +114,30 @@ TEST(VmConcurrent, FaultsMunmapAndForkOnOneMm) {
 // anon_vma first), or a walker holding the anon_vma lock locks a PTE table
 // that is already gone. Found by CmaTest.ConcurrentCmaAllocAgainstPageFaults
 // under ASan (heap-use-after-free of a split PTE lock).
+//
+// The order is fixed each round: the walker is inside rmap_walk (between
+// finding the VMA and locking its PTE table) before munmap starts.
 TEST(VmConcurrent, RmapWalksRaceWithMunmap) {
   MachineConfig c = MachineConfig::tiny(Bytes::MiB(64));
   VmMachine m(c);
   MmHandle mm = Mm::create(m.vm);
   constexpr uint64_t kPages = 32;
-  constexpr int kRounds = 300;
+  constexpr uint64_t kRounds = 200;
   std::mutex published_lock;
   std::vector<Folio*> published;  // one reference each, the walker's to drop
-  std::atomic<bool> done{false};
   std::atomic<uint64_t> walks{0}, entries{0};
-
-  std::thread walker([&] {
-    while (!done.load()) {
+  testing::Progress in_walk;  // batches whose first walk reached the window
+  testing::ScopedThreads threads;
+  threads.spawn([&](std::stop_token stop) {
+    while (!stop.stop_requested()) {
       std::vector<Folio*> batch;
       {
         std::lock_guard<std::mutex> g(published_lock);
         batch.swap(published);
+      }
+      if (batch.empty()) {
+        std::this_thread::yield();
+        continue;
       }
       bool first = true;
       for (Folio* folio : batch) {
@@ -137,10 +145,13 @@ TEST(VmConcurrent, RmapWalksRaceWithMunmap) {
         // can be taken), then walk.
         if (AnonVma* av = folio_get_anon_vma(folio)) {
           rmap_walk(folio, [&](Vma* vma, VirtAddr) {
-            // Widen the window between finding the VMA and locking its PTE
-            // table, once per batch: a munmap meanwhile must wait for us.
-            if (first) std::this_thread::sleep_for(std::chrono::microseconds(500));
-            first = false;
+            if (first) {
+              // In the window: let munmap start, and widen the window so
+              // that it reaches the anon_vma before we lock the PTE table.
+              first = false;
+              in_walk.advance();
+              std::this_thread::sleep_for(std::chrono::microseconds(500));
+            }
             page_vma_mapped_walk(folio, vma, /*migration=*/false, [&](PageVmaMapped&) {
               entries++;
               return true;
@@ -154,7 +165,7 @@ TEST(VmConcurrent, RmapWalksRaceWithMunmap) {
       }
     }
   });
-  for (int round = 0; round < kRounds; ++round) {
+  for (uint64_t round = 0; round < kRounds; ++round) {
     const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
     testing::fill_pages(*mm, a, kPages * PAGE_SIZE, static_cast<uint8_t>(round));
     {
@@ -165,17 +176,60 @@ TEST(VmConcurrent, RmapWalksRaceWithMunmap) {
         published.push_back(folio);
       }
     }
-    std::this_thread::yield();
+    // Every page is mapped until the munmap below, so the walker's first
+    // folio_get_anon_vma succeeds and it enters the window.
+    ASSERT_TRUE(in_walk.wait_for(round + 1)) << "the walker never reached round " << round;
     ASSERT_TRUE(vm_munmap(*mm, a, kPages * PAGE_SIZE).ok());
   }
-  done = true;
-  walker.join();
+  threads.stop_and_join();
   for (Folio* folio : published)
     folio_put(folio);
   RecordProperty("walks", static_cast<int>(walks.load()));
   RecordProperty("entries_found", static_cast<int>(entries.load()));
-  EXPECT_GT(walks.load(), 0u);
+  EXPECT_GE(walks.load(), kRounds);
   lru_add_drain_all(*m.ms);
+  EXPECT_VM_VALID(m.vm);
+}
+
+// Two threads fault the first pages of one fresh anonymous VMA at once,
+// both under the mmap read lock: both find no anon_vma, both allocate one,
+// and only one may be installed (__anon_vma_prepare rechecks under
+// mm->page_table_lock and frees the loser's). The window between the check
+// and the install is held open until both faults are in it. Found by
+// GupFast.ConcurrentPinRacesWithMunmap under LeakSanitizer: the loser's
+// AnonVma leaked.
+TEST(VmConcurrent, RacingFirstFaultsShareOneAnonVma) {
+  VmMachine m(MachineConfig::tiny(Bytes::MiB(16)));
+  MmHandle mm = Mm::create(m.vm);
+  const VirtAddr a = testing::map_anon(*mm, 2 * PAGE_SIZE);
+  std::barrier both_in_window(2);
+  m.ms->injector().on_hit(inject_point_vm::kAnonVmaPrepare,
+                          [&] { both_in_window.arrive_and_wait(); });
+  {
+    testing::ScopedThreads threads;
+    for (uint64_t i = 0; i < 2; ++i) {
+      threads.spawn([&, i](std::stop_token) {
+        EXPECT_TRUE(write_user<uint64_t>(*mm, a + i * PAGE_SIZE, i + 1).ok());
+      });
+    }
+  }
+  m.ms->injector().clear_all();
+  EXPECT_EQ(m.ms->injector().hits(inject_point_vm::kAnonVmaPrepare), 0u) << "cleared";
+  {
+    ReadGuard g(mm->mmap_lock);
+    Vma* vma = mm->find_vma(a);
+    ASSERT_NE(vma, nullptr);
+    ASSERT_NE(vma->anon_vma, nullptr);
+    for (uint64_t i = 0; i < 2; ++i) {
+      EXPECT_EQ(folio_anon_vma(page_folio(testing::page_at(*mm, a + i * PAGE_SIZE))), vma->anon_vma)
+          << "page " << i;
+    }
+    ReadGuard av(vma->anon_vma->rwsem);
+    EXPECT_EQ(vma->anon_vma->vmas.size(), 1u);
+  }
+  for (uint64_t i = 0; i < 2; ++i)
+    EXPECT_EQ(*read_user<uint64_t>(*mm, a + i * PAGE_SIZE), i + 1);
+  ASSERT_TRUE(vm_munmap(*mm, a, 2 * PAGE_SIZE).ok());
   EXPECT_VM_VALID(m.vm);
 }
 

@@ -78,6 +78,8 @@ class PinOwners {
 
   // The records of `folio`, oldest first (empty if none).
   std::vector<PinOwner> owners_of(const Folio* folio) const EXCLUDES(lock_);
+  // The pins the records of `folio` hold (0 if none); no strings built.
+  uint64_t recorded_pins(const Folio* folio) const EXCLUDES(lock_);
   // Folios with at least one record.
   size_t nr_folios() const EXCLUDES(lock_);
   // The PFNs of folios with at least one FOLL_LONGTERM record, in order

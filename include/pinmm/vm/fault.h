@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "pinmm/base/flags.h"
 #include "pinmm/vm/mm.h"
@@ -78,6 +79,13 @@ VmFault handle_mm_fault(Vma* vma, VirtAddr address, FaultFlags flags);
 // the PMD itself) sleeps until the migration that installed it is done; no
 // reference is taken. Returns at once if the entry is gone.
 void migration_entry_wait(Mm& mm, pmd_t* pmd, VirtAddr address);
+
+namespace inject_point_vm {
+// A window point: a fault found a migration entry and is about to wait for
+// the migration (hit once per wait, with the PTE lock held, before the
+// waiter is queued: a hook must not wait for that lock's holders).
+inline constexpr std::string_view kMigrationEntryWait = "migration_entry_wait";
+}  // namespace inject_point_vm
 void pmd_migration_entry_wait(Mm& mm, pmd_t* pmd);
 
 // The normal page a present entry maps, or nullptr for special mappings

@@ -54,10 +54,18 @@ class AnonVma {
   std::atomic<int> refcount_{1};
 };
 
-// Gives the VMA an AnonVma (new family) if it has none. ENOMEM never
-// happens in pinmm (host allocations do not fail), but the kernel's
-// contract is kept.
+// Gives the VMA an AnonVma (new family) if it has none. Called by faults
+// under the mmap read lock, so two faults may race: the install happens
+// under mm->page_table_lock and the loser frees its AnonVma
+// (__anon_vma_prepare). ENOMEM never happens in pinmm (host allocations do
+// not fail), but the kernel's contract is kept.
 Result<void> anon_vma_prepare(Vma* vma);
+
+namespace inject_point_vm {
+// A window point: anon_vma_prepare found no AnonVma and allocated one, and
+// has not installed it yet (no lock held).
+inline constexpr std::string_view kAnonVmaPrepare = "vm.anon_vma_prepare";
+}  // namespace inject_point_vm
 // `child` (a fork copy, or a split part) joins `src`'s family.
 void anon_vma_clone(Vma* child, const Vma* src);
 // The VMA leaves its family.
