@@ -180,7 +180,13 @@ bool pins_against_hotplug_and_cma(MemorySystem& ms, std::vector<MmHandle>& procs
   if (dio != nullptr) {
     unpin_user_page(dio);
     if (std::find(offlined.begin(), offlined.end(), dio_block) == offlined.end()) {
-      const int rc = hp.state_store(dio_block, "offline");
+      // Bounded: with long-term pins in place (--longterm-pin-policy
+      // in-place) the NIC's pins may lie in this block too, and the
+      // kernel's unbounded retry would spin until a signal.
+      OfflineOptions bounded;
+      bounded.retry = OfflineRetryPolicy::kBounded;
+      bounded.max_attempts = 100;
+      const int rc = hp.state_store(dio_block, "offline", bounded);
       say(fmt::format("  after the O_DIRECT pin is released: memory{} offline {}\n", dio_block,
                       rc == 0 ? "ok" : Errno::from_neg(rc).name()));
       if (rc == 0) offlined.push_back(dio_block);

@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "pinmm/base/host.h"
 #include "pinmm/base/task.h"
 #include "pinmm/gup/flags.h"
 #include "pinmm/gup/gup_test_module.h"
@@ -44,6 +45,13 @@ std::optional<long> parse_number(const std::string& s) {
 }
 
 uint64_t round_up(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
+
+// The FOLL_ flags a caller may pass (KERNEL-SPEC 1.1); the internal ones
+// and undefined bits make every GUP call fail with -EINVAL.
+constexpr Foll kCallerFollFlags = FOLL_WRITE | FOLL_GET | FOLL_DUMP | FOLL_FORCE | FOLL_NOWAIT |
+                                  FOLL_NOFAULT | FOLL_HWPOISON | FOLL_ANON | FOLL_LONGTERM |
+                                  FOLL_SPLIT_PMD | FOLL_PCI_P2PDMA | FOLL_INTERRUPTIBLE |
+                                  FOLL_HONOR_NUMA_FAULT;
 
 // A machine with room for the buffer: the kernel zone holds it (or, with
 // --movable, the migration targets of long-term pins) plus 64 MiB; with
@@ -87,6 +95,8 @@ GupTestCommand::GupTestCommand(CLI::App& app) {
   cmd_->add_flag("--movable", movable_,
                  "Put the buffer in ZONE_MOVABLE, so long-term pins migrate it first");
   cmd_->add_flag("--quiet", quiet_, "Print no machine description");
+  cmd_->add_flag("--ignore-host-memory", ignore_host_memory_,
+                 "Run even if the machine and buffer need more host memory than is available");
   cmd_->add_option("pages", page_indexes_, "Page indexes to dump (-c), 0-based");
 }
 
@@ -116,7 +126,15 @@ int GupTestCommand::run() {
   }
   if (!gup_flags_.empty()) {
     const auto v = parse_number(gup_flags_);
-    if (!v) errs.push_back(fmt::format("-F: '{}' is not a number", gup_flags_));
+    if (!v || *v < 0 || *v > UINT32_MAX) {
+      errs.push_back(fmt::format("-F: '{}' is not a 32-bit flags word", gup_flags_));
+    } else if (const Foll bad = Foll(static_cast<uint32_t>(*v)) & ~kCallerFollFlags; any(bad)) {
+      // GUP would refuse every call (is_valid_gup_args): say so up front.
+      errs.push_back(fmt::format(
+          "-F {:#x}: {} cannot be passed by a caller (GUP sets them itself, or they are no FOLL_ "
+          "flag); every call would fail with EINVAL",
+          *v, foll_flags_to_string(bad)));
+    }
     s.gup.gup_flags = static_cast<uint32_t>(v.value_or(0));
   }
   for (size_t i = 0; i < page_indexes_.size() && i < GUP_TEST_MAX_PAGES_TO_DUMP; ++i) {
@@ -140,6 +158,15 @@ int GupTestCommand::run() {
 
   const uint64_t size = static_cast<uint64_t>(size_mib_) << 20;
   const MachineConfig config = machine_for(size, movable_, s.hugetlb);
+  if (!ignore_host_memory_) {
+    // The buffer is touched in full, so its frames count too.
+    if (auto why =
+            host_memory_problem(config.host_bytes_at_boot() + size,
+                                fmt::format("-m {} (the machine and its buffer)", size_mib_))) {
+      fmt::print(stderr, "pinmm gup-test: error: {}\n", *why);
+      return 2;
+    }
+  }
   auto booted = MemorySystem::create(config);
   if (!booted.ok()) {
     fmt::print(stderr, "pinmm gup-test: cannot boot a machine for {} MiB: {}\n", size_mib_,

@@ -44,6 +44,7 @@ class GupTestCommand {
   std::vector<std::string> page_indexes_;
   bool movable_ = false;
   bool quiet_ = false;
+  bool ignore_host_memory_ = false;
 };
 
 }  // namespace pinmm::cli

@@ -1,6 +1,11 @@
 #include "cli/machine_options.h"
 
+#include <charconv>
+#include <cstdint>
+
 #include <fmt/format.h>
+
+#include "pinmm/base/host.h"
 
 namespace pinmm::cli {
 namespace {
@@ -33,7 +38,8 @@ void MachineOptions::add_to(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--cpus", cpus, "Simulated CPUs")->capture_default_str();
   app.add_option("--min-free-kbytes", min_free_kbytes,
-                 "vm.min_free_kbytes (default: computed as Linux does)");
+                 "vm.min_free_kbytes (default: computed as Linux does)")
+      ->check(CLI::NonNegativeNumber);
   app.add_flag("--no-memmap-reserve", no_memmap_reserve,
                "Do not reserve boot memory for page descriptors");
   app.add_option("--hotplug-space", hotplug_space,
@@ -57,6 +63,8 @@ void MachineOptions::add_to(CLI::App& app) {
                  "What FOLL_LONGTERM does with unpinnable memory (see `pinmm policies`)")
       ->check(CLI::IsMember({"migrate", "in-place"}))
       ->capture_default_str();
+  app.add_flag("--ignore-host-memory", ignore_host_memory,
+               "Boot even if the machine needs more host memory than is available");
 }
 
 std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config() const {
@@ -114,10 +122,11 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
       }
       count_part = count_part.substr(0, at);
     }
-    try {
-      h.count = std::stoull(count_part);
-    } catch (const std::exception&) {
-      errs.push_back(fmt::format("--hugepages {}: '{}' is not a count", spec, count_part));
+    const auto [end, ec] =
+        std::from_chars(count_part.data(), count_part.data() + count_part.size(), h.count);
+    if (ec != std::errc() || end != count_part.data() + count_part.size()) {
+      errs.push_back(fmt::format("--hugepages {}: '{}' is not a count of pages (0 to {})", spec,
+                                 count_part, UINT64_MAX));
     }
     if (auto s = parse_size(spec.substr(0, colon), "--hugepages", errs)) h.page_size = *s;
     c.hugepages.push_back(h);
@@ -142,6 +151,11 @@ std::variant<MachineConfig, std::vector<std::string>> MachineOptions::to_config(
       longterm_pin_policy == "in-place" ? LongtermPinPolicy::kInPlace : LongtermPinPolicy::kMigrate;
   for (std::string& e : c.check())
     errs.push_back(std::move(e));
+  if (!errs.empty()) return errs;
+  if (!ignore_host_memory) {
+    if (auto why = host_memory_problem(c.host_bytes_at_boot(), fmt::format("--memory {}", memory)))
+      errs.push_back(std::move(*why));
+  }
   if (!errs.empty()) return errs;
   return c;
 }

@@ -6,7 +6,8 @@
 // --min-free-kbytes N --no-memmap-reserve --hotplug-space 4GiB --device-space 1GiB
 // --online-policy contig-zones|auto-movable --auto-movable-ratio 301
 // --memhp-default-state offline|online|online_kernel|online_movable
-// --movable-node --longterm-pin-policy migrate|in-place. Defaults: the Foundation
+// --movable-node --longterm-pin-policy migrate|in-place --ignore-host-memory.
+// Defaults: the Foundation
 // machine, 4GiB with 2GiB movable and a 256MiB CMA area named "reserved".
 #pragma once
 
@@ -40,10 +41,12 @@ struct MachineOptions {
   std::string memhp_default_state = "offline";
   bool movable_node = false;
   std::string longterm_pin_policy = "migrate";
+  bool ignore_host_memory = false;
 
   void add_to(CLI::App& app);
   // The MachineConfig these options describe, or the problems with them
-  // (bad sizes, impossible machines), one message each.
+  // (bad sizes, impossible machines, machines larger than the host unless
+  // --ignore-host-memory), one message each.
   std::variant<MachineConfig, std::vector<std::string>> to_config() const;
 };
 

@@ -9,6 +9,7 @@
 #include "cli/gup_test_cmd.h"
 #include "cli/machine_options.h"
 #include "cli/run_cmd.h"
+#include "pinmm/base/inject.h"
 #include "pinmm/gup/gup.h"
 #include "pinmm/hotplug/memory_hotplug.h"
 #include "pinmm/migrate/target.h"
@@ -64,6 +65,15 @@ int policies() {
   return 0;
 }
 
+// The fault-injection points scenarios (`inject:`) and stress can arm.
+int inject_points() {
+  for (const pinmm::InjectPointInfo& p : pinmm::inject_points()) {
+    fmt::print("{:<24} {:<7} {:<8} {}\n", p.name,
+               p.kind == pinmm::InjectKind::kFail ? "fail" : "window", p.layer, p.what);
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -100,6 +110,8 @@ int main(int argc, char** argv) {
   demo_cmd->add_flag("--quiet", quiet, "Print nothing; the exit status tells");
 
   auto* policies_cmd = app.add_subcommand("policies", "List the named policies pinmm can use");
+  auto* inject_cmd = app.add_subcommand(
+      "inject-points", "List the fault-injection points scenarios and stress can arm");
   auto* help_cmd = app.add_subcommand("help", "Print this help (each command has --help too)");
   pinmm::cli::GupTestCommand gup_test(app);
 
@@ -122,6 +134,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (policies_cmd->parsed()) return policies();
+  if (inject_cmd->parsed()) return inject_points();
   if (gup_test.parsed()) return gup_test.run();
   if (run_cmd.parsed()) return run_cmd.run();
   if (scenarios_cmd->parsed()) return pinmm::cli::list_scenarios();

@@ -16,6 +16,7 @@
 #include <fmt/format.h>
 
 #include "pinmm/base/errno.h"
+#include "pinmm/base/host.h"
 #include "pinmm/report/html_report.h"
 #include "pinmm/report/json_report.h"
 #include "pinmm/scenario/runner.h"
@@ -157,16 +158,23 @@ RunCommand::RunCommand(CLI::App& app) {
   cmd_ = app.add_subcommand("run", "Run a scenario (the built-in 'default' if none is given)");
   cmd_->add_option("file", file_, "A scenario file (docs/scenarios.md)");
   cmd_->add_option("--builtin", builtin_, "Run a built-in scenario (see `pinmm scenarios`)");
-  cmd_->add_option("--seed", seed_, "Seed (overrides the scenario's)");
+  cmd_->add_option("--seed", seed_, "Seed (overrides the scenario's)")
+      ->check(CLI::NonNegativeNumber);
   cmd_->add_option("--json", json_, "Write the JSON report to this file");
   cmd_->add_option("--html", html_, "Write the HTML report (one self-contained page) to this file");
   cmd_->add_option("--trace", trace_, "Write the run's trace events as ftrace text to this file");
   cmd_->add_flag("--quiet", quiet_, "Print nothing; the exit status tells");
+  cmd_->add_flag("--ignore-host-memory", ignore_host_memory_,
+                 "Run even if the machine needs more host memory than is available");
 }
 
 int RunCommand::run() {
   if (!file_.empty() && !builtin_.empty()) {
     fmt::print(stderr, "pinmm: error: give a scenario file or --builtin, not both\n");
+    return 2;
+  }
+  if (cmd_->count("--builtin") > 0 && builtin_.empty()) {
+    fmt::print(stderr, "pinmm: error: --builtin needs a name (see `pinmm scenarios`)\n");
     return 2;
   }
   Scenario s;
@@ -186,6 +194,12 @@ int RunCommand::run() {
   } catch (const ScenarioError& e) {
     fmt::print(stderr, "pinmm: error: {}\n", e.what());
     return 2;
+  }
+  if (!ignore_host_memory_) {
+    if (auto why = host_memory_problem(s.machine.host_bytes_at_boot(), "the scenario's machine")) {
+      fmt::print(stderr, "pinmm: error: {}: {}\n", s.machine_pos.to_string(), *why);
+      return 2;
+    }
   }
   if (!quiet_) {
     fmt::print("pinmm run: scenario '{}' ({})\n", s.name, s.file);

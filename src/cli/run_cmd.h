@@ -1,7 +1,7 @@
 // `pinmm run` and `pinmm scenarios`: the scenario runner's command line.
 //
 // pinmm run [FILE | --builtin NAME] [--seed N] [--json F] [--html F]
-//           [--trace F] [--quiet]
+//           [--trace F] [--quiet] [--ignore-host-memory]
 //   Runs a scenario file, or a built-in one ("default" when neither is
 //   given). One line per step as it finishes: its id, result, wall time,
 //   title and what it did; a failing step adds what was expected and who
@@ -38,6 +38,7 @@ class RunCommand {
   std::string html_;
   std::string trace_;
   bool quiet_ = false;
+  bool ignore_host_memory_ = false;
 };
 
 // `pinmm scenarios`.

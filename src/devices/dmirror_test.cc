@@ -12,7 +12,10 @@
 
 #include "pinmm/base/task.h"
 #include "pinmm/gup/flags.h"
+#include "pinmm/gup/gup.h"
 #include "pinmm/gup/gup_test_module.h"
+#include "pinmm/gup/pin.h"
+#include "pinmm/phys/pin_owners.h"
 #include "pinmm/vm/device_map.h"
 #include "testing/migrate.h"
 #include "testing/vm.h"
@@ -612,6 +615,47 @@ TEST_P(HmmTests, HmmGupTest) {
     EXPECT_EQ(perm[2], HMM_DMIRROR_PROT_WRITE);
     EXPECT_EQ(perm[3], HMM_DMIRROR_PROT_WRITE);
   }
+  const auto v = cpu_read(*mm, a, 4);
+  expect_ints(v.data(), v.size());
+  expect_all_valid();
+}
+
+// A long-term pin over RAM pages and device-coherent pages, one of which
+// cannot leave the device (someone holds a reference): the coherent
+// migration fails, the pin fails with -EBUSY, and nothing keeps a pin,
+// neither the RAM pages nor the other device pages (KERNEL-SPEC 5).
+// Device-coherent memory only (device-private pages are faulted back to
+// RAM, never pinned where they are).
+class HmmCoherent : public HmmTests {};
+INSTANTIATE_TEST_SUITE_P(Hmm, HmmCoherent, ::testing::Values(DmirrorMemory::kCoherent),
+                         [](const auto&) { return "device_coherent"; });
+
+TEST_P(HmmCoherent, LongtermPinFailingOnCoherentMemoryDropsEveryPin) {
+  const VirtAddr a = map_anon(*mm, 4 * PAGE_SIZE);
+  cpu_fill(*mm, a, 4);
+  Buffer buf(2);
+  HmmDmirrorCmd c;
+  ASSERT_EQ(cmd(*fd0, HMM_DMIRROR_MIGRATE_TO_DEV, a + 2 * PAGE_SIZE, 2, buf, &c), 0);
+  ASSERT_EQ(c.cpages, 2u);
+  Page* stuck = page_at(*mm, a + 3 * PAGE_SIZE);
+  ASSERT_TRUE(is_device_coherent_page(stuck));
+  get_page(stuck);  // someone else's reference: this page cannot move
+  const int64_t acquired0 = m.ms->vmstat()[NR_FOLL_PIN_ACQUIRED];
+  const int64_t released0 = m.ms->vmstat()[NR_FOLL_PIN_RELEASED];
+  std::vector<Page*> pages(4);
+  {
+    ReadGuard g(mm->mmap_lock);
+    EXPECT_EQ(pin_user_pages(a.value(), 4, FOLL_WRITE | FOLL_LONGTERM, pages.data()), -EBUSY);
+  }
+  for (uint64_t i = 0; i < 4; ++i) {
+    Page* p = page_at(*mm, a + i * PAGE_SIZE);
+    ASSERT_NE(p, nullptr) << i;
+    EXPECT_FALSE(folio_maybe_dma_pinned(page_folio(p))) << "page " << i << " kept a pin";
+  }
+  EXPECT_EQ(m.ms->vmstat()[NR_FOLL_PIN_ACQUIRED] - acquired0,
+            m.ms->vmstat()[NR_FOLL_PIN_RELEASED] - released0);
+  EXPECT_EQ(m.ms->pin_owners().nr_folios(), 0u);
+  put_page(stuck);
   const auto v = cpu_read(*mm, a, 4);
   expect_ints(v.data(), v.size());
   expect_all_valid();

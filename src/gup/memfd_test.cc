@@ -116,6 +116,35 @@ TEST_F(MemfdPin, MovablePageCacheFoliosMigrateFirst) {
   EXPECT_VM_VALID(m.vm);
 }
 
+// A folio that cannot move (someone else's reference): -ENOMEM, and no
+// folio of the file keeps a pin, the one that would have moved included.
+TEST_F(MemfdPin, AMigrationFailureLeavesNothingPinned) {
+  auto f = shmem(3);
+  for (uint64_t i = 0; i < 3; ++i)
+    write_page(*f, i, static_cast<uint8_t>(0xb0 + i));
+  lru_add_drain_all(*m.ms);
+  Folio* busy = filemap_get_folio(f->mapping(), 1);  // our reference stays
+  ASSERT_NE(busy, nullptr);
+  ASSERT_EQ(page_zone(&busy->page)->type(), ZONE_MOVABLE);
+  const int64_t acquired0 = acquired();
+  std::vector<Folio*> folios(3);
+  uint64_t off = 0;
+  EXPECT_EQ(memfd_pin_folios(f.get(), 0, 3 * PAGE_SIZE - 1, folios.data(), 3, &off), -ENOMEM);
+  for (uint64_t i = 0; i < 3; ++i) {
+    Folio* folio = filemap_get_folio(f->mapping(), i);
+    ASSERT_NE(folio, nullptr);
+    EXPECT_FALSE(folio_maybe_dma_pinned(folio)) << "folio " << i << " kept a pin";
+    folio_put(folio);
+  }
+  EXPECT_EQ(acquired() - acquired0, m.ms->node(0).stats().get(NR_FOLL_PIN_RELEASED));
+  EXPECT_EQ(m.ms->pin_owners().nr_folios(), 0u);
+  folio_put(busy);
+  EXPECT_VM_VALID(m.vm);
+  EXPECT_VALID(*m.ms);
+  for (uint64_t i = 0; i < 3; ++i)
+    EXPECT_EQ(read_page(*f, i), 0xb0 + i);
+}
+
 TEST_F(MemfdPin, MaxFoliosStopsEarly) {
   auto f = shmem(8);
   std::vector<Folio*> folios(2);

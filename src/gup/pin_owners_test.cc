@@ -74,10 +74,11 @@ TEST_F(PinOwnersTest, EveryPinEntryPointNamesItself) {
   const VirtAddr a = populated(1);
   Page* page = nullptr;
   ASSERT_EQ(pin_user_pages_unlocked(a.value(), 1, &page, FOLL_WRITE), 1);
-  mm->mmap_lock.down_read();
-  ASSERT_EQ(pin_user_pages(a.value(), 1, FOLL_WRITE, &page), 1);
-  ASSERT_EQ(pin_user_pages_remote(*mm, a.value(), 1, FOLL_WRITE, &page, nullptr), 1);
-  mm->mmap_lock.up_read();
+  {
+    ReadGuard g(mm->mmap_lock);
+    ASSERT_EQ(pin_user_pages(a.value(), 1, FOLL_WRITE, &page), 1);
+    ASSERT_EQ(pin_user_pages_remote(*mm, a.value(), 1, FOLL_WRITE, &page, nullptr), 1);
+  }
   const auto rec = owners_at(a);
   ASSERT_EQ(rec.size(), 3u);
   EXPECT_EQ(rec[0].entry, "pin_user_pages_unlocked");
@@ -162,9 +163,10 @@ TEST_F(PinOwnersTest, LongtermMigrationLeavesOnlyTheFinalPinsRecorded) {
     ASSERT_EQ(page_zone(&before.back()->page)->type(), ZONE_MOVABLE);
   }
   std::vector<Page*> pages(4);
-  mm->mmap_lock.down_read();
-  ASSERT_EQ(pin_user_pages(a.value(), 4, FOLL_WRITE | FOLL_LONGTERM, pages.data()), 4);
-  mm->mmap_lock.up_read();
+  {
+    ReadGuard g(mm->mmap_lock);
+    ASSERT_EQ(pin_user_pages(a.value(), 4, FOLL_WRITE | FOLL_LONGTERM, pages.data()), 4);
+  }
   for (int i = 0; i < 4; ++i) {
     Folio* now = page_folio(pages[i]);
     EXPECT_NE(now, before[i]);

@@ -673,3 +673,21 @@ TEST_F(MigrateThp, PartiallyMappedThpIsSplitBeforeMigrating) {
 
 }  // namespace
 }  // namespace pinmm
+
+namespace pinmm {
+namespace {
+
+// The points the vm and migrate layers name are the catalogue's (the CLI,
+// scenarios and stress only arm points it lists).
+TEST(InjectCatalogue, LayerPointsAreListed) {
+  for (std::string_view p :
+       {inject_point_migrate::kMoveFolio, inject_point_migrate::kFolioCopy,
+        inject_point_migrate::kAfterUnmap, inject_point_vm::kSplitFolio,
+        inject_point_vm::kMigrationEntryWait, inject_point_vm::kAnonVmaPrepare}) {
+    EXPECT_NE(find_inject_point(p), nullptr) << p;
+  }
+  EXPECT_EQ(find_inject_point(inject_point_migrate::kAfterUnmap)->kind, InjectKind::kWindow);
+}
+
+}  // namespace
+}  // namespace pinmm

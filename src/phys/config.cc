@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "pinmm/phys/mmzone.h"
+#include "pinmm/phys/page.h"
 
 namespace pinmm {
 
@@ -78,6 +79,16 @@ Bytes MachineConfig::total_memory() const {
   for (const auto& n : nodes)
     t += n.memory.value();
   return Bytes(t);
+}
+
+uint64_t MachineConfig::host_bytes_at_boot() const {
+  const uint64_t pfns =
+      total_memory().pages().value() + hotplug.space.pages().value() + device_space.pages().value();
+  uint64_t bytes = (pfns + 1) * sizeof(Page);
+#ifdef PINMM_DEBUG
+  bytes += total_memory().value();
+#endif
+  return bytes;
 }
 
 std::vector<std::string> MachineConfig::check() const {

@@ -69,10 +69,17 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
       if (h.nid) {
         ms->hugetlb().alloc_pool_pages(HugetlbPools::kPmdIndex, *h.nid, h.count);
       } else {
-        // Interleave over the nodes, as hugetlb_hstate_alloc_pages does.
+        // Interleave over the nodes, as hugetlb_hstate_alloc_pages does:
+        // each page comes from the next node that has one, and the pool
+        // stops growing once no node has any.
+        int next = 0;
         for (uint64_t i = 0; i < h.count; ++i) {
-          ms->hugetlb().alloc_pool_pages(HugetlbPools::kPmdIndex,
-                                         static_cast<int>(i % ms->nr_nodes()), 1);
+          bool got = false;
+          for (int tried = 0; tried < ms->nr_nodes() && !got; ++tried) {
+            got = ms->hugetlb().alloc_pool_pages(HugetlbPools::kPmdIndex, next, 1) == 1;
+            next = (next + 1) % ms->nr_nodes();
+          }
+          if (!got) break;
         }
       }
     }

@@ -164,10 +164,25 @@ TEST(MemorySystem, HugetlbPoolSmallerThanAskedWhenMemoryRunsOut) {
   auto ms = boot(c);
   // Boot-time pools are filled before userspace sets vm.min_free_kbytes, so
   // the computed minimum (128 KiB = 32 pages) still guards the last 2 MiB:
-  // 3 of 4 possible pages, 7 failed attempts.
+  // 3 of 4 possible pages. The pool stops growing at the first page no
+  // node can give (alloc_pool_huge_folio tries each node once, then the
+  // boot loop gives up): one failed attempt, not one per missing page.
   EXPECT_EQ(ms->hugetlb().counts(HugetlbPools::kPmdIndex).nr_huge_pages, 3u);
-  EXPECT_EQ(ms->vmstat()[HTLB_BUDDY_PGALLOC_FAIL], 7);
+  EXPECT_EQ(ms->vmstat()[HTLB_BUDDY_PGALLOC_FAIL], 1);
   EXPECT_EQ(ms->min_free_kbytes(), 0u);  // the user's setting applies afterwards
+  EXPECT_VALID(*ms);
+}
+
+// A count no machine can hold (what `--hugepages 2MiB:-1` used to become)
+// fills every node and stops: boot returns instead of trying 2^64 times.
+TEST(MemorySystem, AHugePoolCountStopsWhenEveryNodeIsFull) {
+  MachineConfig c = MachineConfig::tiny(Bytes::MiB(8));
+  c.nodes.push_back({Bytes::MiB(8), Bytes(0)});
+  c.hugepages.push_back({Bytes::MiB(2), UINT64_MAX, std::nullopt});
+  auto ms = boot(c);
+  ASSERT_NE(ms, nullptr);
+  EXPECT_EQ(ms->hugetlb().counts(HugetlbPools::kPmdIndex).nr_huge_pages, 6u);
+  EXPECT_EQ(ms->vmstat()[HTLB_BUDDY_PGALLOC_FAIL], 2) << "one try on each node, then stop";
   EXPECT_VALID(*ms);
 }
 

@@ -241,6 +241,19 @@ uint64_t PinOwners::recorded_pins(const Folio* folio) const {
   return pins;
 }
 
+uint64_t PinOwners::total_pins() const {
+  MutexGuard g(lock_);
+  uint64_t pins = 0;
+  for (const auto& leaf : leaves_) {
+    if (leaf == nullptr) continue;
+    for (uint64_t j = 0; j < kLeafSize; ++j) {
+      for (uint32_t r = leaf->head[j]; r != kNone; r = rec(r).next)
+        pins += rec(r).pins;
+    }
+  }
+  return pins;
+}
+
 size_t PinOwners::nr_folios() const {
   MutexGuard g(lock_);
   return nr_folios_;

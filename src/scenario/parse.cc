@@ -14,6 +14,7 @@
 
 #include "pinmm/base/counters.h"
 #include "pinmm/base/errno.h"
+#include "pinmm/base/inject.h"
 #include "pinmm/scenario/scenario.h"
 
 namespace pinmm {
@@ -51,6 +52,7 @@ constexpr std::pair<StepKind, const char*> kStepNames[] = {
     {StepKind::kKernelAlloc, "kernel_alloc"},
     {StepKind::kKernelFree, "kernel_free"},
     {StepKind::kSnapshot, "snapshot"},
+    {StepKind::kInject, "inject"},
     {StepKind::kConcurrent, "concurrent"},
 };
 
@@ -81,6 +83,7 @@ const std::map<StepKind, std::set<std::string>>& step_keys() {
       {StepKind::kKernelAlloc, {"size", "node", "as", "label"}},
       {StepKind::kKernelFree, {"alloc"}},
       {StepKind::kSnapshot, {"label"}},
+      {StepKind::kInject, {"point", "every", "nth", "probability", "delay_us", "clear"}},
   };
   return keys;
 }
@@ -91,6 +94,7 @@ class Parser {
 
   // Anything yaml-cpp throws becomes a ScenarioError at its mark.
   Scenario parse(std::string_view text) {
+    check_text(text);
     check_nesting(text);
     try {
       return parse_document(YAML::Load(std::string(text)));
@@ -102,6 +106,34 @@ class Parser {
   }
 
  private:
+  // A scenario is UTF-8 text: a NUL byte or a malformed UTF-8 sequence
+  // means the file is something else (yaml-cpp would report an escape).
+  void check_text(std::string_view text) const {
+    int line = 1, col = 1;
+    for (size_t i = 0; i < text.size();) {
+      const auto c = static_cast<unsigned char>(text[i]);
+      size_t len = 1;
+      if (c >= 0x80) {
+        len = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = len != 0 && c != 0xc0 && c != 0xc1 && i + len <= text.size();
+        for (size_t k = 1; ok && k < len; ++k)
+          ok = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+        if (!ok)
+          throw ScenarioError(SourcePos{file_, line, col},
+                              "not a text file: a byte that is not UTF-8");
+      } else if (c == 0) {
+        throw ScenarioError(SourcePos{file_, line, col}, "not a text file: a NUL byte");
+      }
+      if (c == '\n') {
+        ++line;
+        col = 1;
+      } else {
+        ++col;
+      }
+      i += len;
+    }
+  }
+
   // yaml-cpp parses recursively, one call per level of nesting: bound the
   // depth (flow brackets, and block indentation and "- " runs) well below
   // what a thread's stack holds. Scenarios need a handful of levels.
@@ -238,9 +270,14 @@ class Parser {
   void check_keys(const YAML::Node& map, const std::set<std::string>& allowed,
                   const std::string& what) const {
     if (!map.IsMap()) fail(map, fmt::format("{} must be a mapping", what));
+    std::set<std::string> seen;
     for (const auto& kv : map) {
       const std::string key = str(kv.first, "a key");
       if (!allowed.contains(key)) fail(kv.first, fmt::format("unknown key '{}' in {}", key, what));
+      // yaml-cpp keeps both entries of a repeated key and lookups find the
+      // first: the second would be silently ignored.
+      if (!seen.insert(key).second)
+        fail(kv.first, fmt::format("'{}' appears twice in {}", key, what));
     }
   }
 
@@ -254,6 +291,7 @@ class Parser {
          "online_policy", "auto_movable_ratio", "memhp_default_state", "movable_node"},
         "machine");
     const uint64_t memory = size(need(n, "memory", n), "memory");
+    s.machine_pos = pos(n["memory"]);
     const int nodes = n["nodes"] ? small_int(n["nodes"], "nodes", 1, 64) : 1;
     const uint64_t movable = n["movable"] ? size(n["movable"], "movable") : 0;
     const uint64_t block = n["block_size"] ? size(n["block_size"], "block_size") : 128ull << 20;
@@ -488,8 +526,11 @@ class Parser {
     st.pos = pos(n);
     YAML::Node op;
     bool have_kind = false;
+    std::set<std::string> seen;
     for (const auto& kv : n) {
       const std::string key = str(kv.first, "a key");
+      if (!seen.insert(key).second)
+        fail(kv.first, fmt::format("'{}' appears twice in a step", key));
       if (key == "name" || key == "expect") continue;
       auto k = std::find_if(std::begin(kStepNames), std::end(kStepNames),
                             [&](const auto& p) { return key == p.second; });
@@ -645,8 +686,62 @@ class Parser {
         st.label =
             op["label"] ? str(op["label"], "label") : fmt::format("snapshot {}", ++snapshots_);
         break;
+      case StepKind::kInject:
+        parse_inject(op, st.inject);
+        break;
       case StepKind::kConcurrent:
         break;
+    }
+  }
+
+  // One point of the catalogue, and exactly one way to arm (or clear) it
+  // that fits the point's kind.
+  void parse_inject(const YAML::Node& op, InjectSpec& in) const {
+    const YAML::Node p = need(op, "point", op);
+    in.point = str(p, "point");
+    const InjectPointInfo* info = find_inject_point(in.point);
+    if (info == nullptr) {
+      std::string names;
+      for (const InjectPointInfo& i : inject_points())
+        names += fmt::format("{}{}", names.empty() ? "" : ", ", i.name);
+      fail(p, fmt::format("no injection point '{}' (there are: {})", in.point, names));
+    }
+    int modes = 0;
+    for (const char* k : {"every", "nth", "probability", "delay_us", "clear"})
+      modes += op[k] ? 1 : 0;
+    if (modes != 1)
+      fail(op, "an inject step takes one of every, nth, probability, delay_us, clear");
+    const bool window = info->kind == InjectKind::kWindow;
+    auto need_kind = [&](const char* key, bool for_window) {
+      if (window != for_window)
+        fail(op[key],
+             fmt::format("'{}' is a {} point: {}", in.point, window ? "window" : "failure",
+                         window ? "it takes delay_us" : "it takes every, nth or probability"));
+    };
+    if (op["every"]) {
+      need_kind("every", false);
+      in.mode = InjectSpec::Mode::kEvery;
+      in.n = static_cast<uint64_t>(small_int(op["every"], "every", 1, 1000000000));
+    } else if (op["nth"]) {
+      need_kind("nth", false);
+      in.mode = InjectSpec::Mode::kNth;
+      in.n = static_cast<uint64_t>(small_int(op["nth"], "nth", 1, 1000000000));
+    } else if (op["probability"]) {
+      need_kind("probability", false);
+      in.mode = InjectSpec::Mode::kProbability;
+      const std::string t = str(op["probability"], "probability");
+      double v = -1;
+      const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+      if (ec != std::errc() || end != t.data() + t.size() || !(v >= 0.0 && v <= 1.0))
+        fail(op["probability"], fmt::format("'probability' is a number from 0 to 1, not '{}'", t));
+      in.probability = v;
+    } else if (op["delay_us"]) {
+      need_kind("delay_us", true);
+      in.mode = InjectSpec::Mode::kDelay;
+      in.n = static_cast<uint64_t>(small_int(op["delay_us"], "delay_us", 1, 10000000));
+    } else {
+      if (!boolean(op["clear"], "clear")) fail(op["clear"], "'clear' is only ever true");
+      in.mode = InjectSpec::Mode::kClear;
     }
   }
 

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "pinmm/base/rcu.h"
 #include "pinmm/base/task.h"
 #include "pinmm/cma/cma.h"
 #include "pinmm/devices/dmirror.h"
@@ -159,6 +160,7 @@ class Runner {
     vm_ = std::make_unique<VmContext>(*ms_);
     hp_ = std::make_unique<MemoryHotplug>(*ms_);
     cma_ = std::make_unique<CmaAreas>(*ms_);
+    ms_->injector().seed(seed_);  // probability injections follow the run's seed
     used_at_boot_ = used_pages();
     if (opts_.trace) ms_->tracer().enable_all();
     const VmStat start = ms_->vmstat();
@@ -277,6 +279,10 @@ class Runner {
     const uint64_t t0 = now_ns();
     Done d = execute(st, id);
     o.elapsed_ns = now_ns() - t0;
+    // Page tables an unmap or exit freed go back through RCU: wait for
+    // them, so a step's counters do not depend on when a grace period
+    // ended (one seed, one report).
+    rcu::barrier();
     const VmStat after = ms_->vmstat();
     o.counters = counter_changes(before, after);
     o.levels = levels(after);
@@ -362,6 +368,8 @@ class Runner {
         return step_kernel_free(st);
       case StepKind::kSnapshot:
         return step_snapshot(st, id);
+      case StepKind::kInject:
+        return step_inject(st);
       case StepKind::kConcurrent:
         break;
     }
@@ -426,29 +434,39 @@ class Runner {
     return Done{0, static_cast<int64_t>(t->pages), fmt::format("{} pages written", t->pages), {}};
   }
 
-  // Compares what the CPU reads with the oracle; EIO on a mismatch.
-  Done verify(Target& t) {
+  // Compares what the CPU reads with the oracle; EIO on a mismatch. A
+  // `read` step reads every page of its range, so an unmapped page fails
+  // it with EFAULT as a CPU access would; the final no_data_lost check
+  // looks only at what each process still maps.
+  enum class Unmapped : uint8_t { kFault, kSkip };
+  Done verify(Target& t, Unmapped unmapped) {
     CurrentTask as(*t.proc->task);
-    uint64_t bad = 0;
+    uint64_t bad = 0, verified = 0;
     std::string first_bad;
     for (uint64_t i = 0; i < t.pages; ++i) {
       const uint64_t page = t.first + i;
-      if (!t.map->mapped[page]) continue;
+      if (!t.map->mapped[page] && unmapped == Unmapped::kSkip) continue;
       auto v = read_user<uint64_t>(*t.proc->mm, t.addr() + i * PAGE_SIZE);
-      if (!v.ok()) return fail(v.error().code(), fmt::format("reading page {}", page));
+      if (!v.ok()) {
+        Done d = fail(v.error().code(),
+                      fmt::format("reading page {} ({} pages verified before it)", page, verified));
+        d.value = static_cast<int64_t>(verified);
+        return d;
+      }
+      ++verified;
       const uint64_t want = (*t.map->expect)[page];
       if (*v != want && bad++ == 0)
         first_bad = fmt::format("page {}: expected {:#x}, found {:#x}", page, want, *v);
     }
     if (bad != 0) return fail(EIO, fmt::format("{} pages lost their data; {}", bad, first_bad));
     return Done{
-        0, static_cast<int64_t>(t.pages), fmt::format("{} pages read and verified", t.pages), {}};
+        0, static_cast<int64_t>(verified), fmt::format("{} pages read and verified", verified), {}};
   }
 
   Done step_read(const Step& st) {
     auto t = target(st.range);
     if (!t.ok()) return fail(t.error().code(), "no such range");
-    return verify(*t);
+    return verify(*t, Unmapped::kFault);
   }
 
   Done step_fork(const Step& st) {
@@ -979,6 +997,40 @@ class Runner {
     return Done{0, 0, text, {}};
   }
 
+  // Arms or clears one injection point. Clearing reports, as its value,
+  // the failures a failure point injected or the hits a window point had
+  // while armed, so a scenario can assert on them.
+  Done step_inject(const Step& st) {
+    const InjectSpec& in = st.inject;
+    Injector& inj = ms_->injector();
+    switch (in.mode) {
+      case InjectSpec::Mode::kEvery:
+        inj.fail_every(in.point, in.n);
+        return Done{0, 0, fmt::format("{}: every {} hit(s) fail", in.point, in.n), {}};
+      case InjectSpec::Mode::kNth:
+        inj.fail_nth(in.point, in.n);
+        return Done{0, 0, fmt::format("{}: hit {} from now fails", in.point, in.n), {}};
+      case InjectSpec::Mode::kProbability:
+        inj.fail_random(in.point, in.probability);
+        return Done{
+            0, 0, fmt::format("{}: each hit fails with p={}", in.point, in.probability), {}};
+      case InjectSpec::Mode::kDelay:
+        inj.delay(in.point, std::chrono::microseconds(in.n));
+        return Done{0, 0, fmt::format("{}: each hit waits {} us", in.point, in.n), {}};
+      case InjectSpec::Mode::kClear: {
+        const uint64_t hits = inj.hits(in.point), failures = inj.failures(in.point);
+        inj.clear(in.point);
+        const bool window = find_inject_point(in.point)->kind == InjectKind::kWindow;
+        return Done{0,
+                    static_cast<int64_t>(window ? hits : failures),
+                    fmt::format("{}: cleared after {} hits, {} injected failures", in.point, hits,
+                                failures),
+                    {}};
+      }
+    }
+    return fail(EINVAL, "not an injection mode");
+  }
+
   // ---- the end ----
 
   // Pages in use by anything (managed minus free), less hot-add memmaps.
@@ -1018,6 +1070,26 @@ class Runner {
     cma_allocs_.clear();
     files_.clear();
     lru_add_drain_all(*ms_);
+  }
+
+  // Every pin the machine holds at the end belongs to a handle the
+  // scenario still holds (a pin or a registration); with validate()'s
+  // per-folio check that pins match their records, a pin some path took
+  // and never released fails the run here.
+  void check_pins_accounted(RunReport& r) {
+    uint64_t held = 0;
+    for (const auto& [name, pin] : pins_) {
+      held += static_cast<uint64_t>(std::count_if(pin.pages.begin(), pin.pages.end(), [](Page* p) {
+        return p != nullptr && !is_zero_page(p);
+      }));
+    }
+    for (const auto& [name, region] : regions_)
+      held += region.pages;
+    const uint64_t recorded = ms_->pin_owners().total_pins();
+    r.expectations.push_back(ExpectationOutcome{
+        "no pins leaked", SourcePos{s_.file, 0, 0}, held == recorded,
+        fmt::format("{} pins held by the scenario's pins and registrations, {} recorded", held,
+                    recorded)});
   }
 
   void check_final(const VmStat& start, RunReport& r) {
@@ -1069,13 +1141,14 @@ class Runner {
         Process* p = process(name);
         for (auto& [mname, m] : p->maps) {
           Target t{p, &m, 0, m.pages};
-          Done d = verify(t);
+          Done d = verify(t, Unmapped::kSkip);
           if (d.err != 0 && lost.empty()) lost = fmt::format("{}.{}: {}", name, mname, d.detail);
         }
       }
       add("no data lost", SourcePos{s_.file, 0, 0}, lost.empty(),
           lost.empty() ? "every mapped page holds what was last written" : lost);
     }
+    check_pins_accounted(r);
     teardown();
     // validate_vm first: it waits for the RCU-deferred page-table frees.
     const ValidationReport vm = validate_vm(*vm_);

@@ -251,6 +251,30 @@ TEST(ScenarioRun, TheOracleFollowsDontneedAndFork) {
     EXPECT_TRUE(e.ok) << e.what << ": " << e.detail;
 }
 
+// A read verifies what it says it verified: a page the process no longer
+// maps fails the read with EFAULT, as a CPU access would (it used to be
+// skipped while the step reported the whole range as verified).
+TEST(ScenarioRun, AReadOfUnmappedPagesFailsWithEfault) {
+  const Scenario s = parse_scenario(
+      "scenario: read-unmapped\n"
+      "machine: {memory: 128MiB, block_size: 128MiB, thp: never}\n"
+      "processes: [{name: p, mappings: [{name: m, size: 64KiB}]}]\n"
+      "steps:\n"
+      "  - write: {mapping: p.m}\n"
+      "  - munmap: {mapping: p.m, offset: 32KiB}\n"
+      "  - read: {mapping: p.m}\n"
+      "    expect: {result: EFAULT, value: 8}\n"
+      "  - read: {mapping: p.m, size: 32KiB}\n"
+      "    expect: {value: 8}\n"
+      "expect: {no_data_lost: true, no_pages_leaked: true}\n",
+      "read.yaml");
+  const RunReport r = run_scenario(s);
+  ASSERT_EQ(r.steps.size(), 4u);
+  EXPECT_EQ(r.steps[2].detail, "reading page 8 (8 pages verified before it)");
+  EXPECT_EQ(r.steps[3].detail, "8 pages read and verified");
+  EXPECT_TRUE(r.passed);
+}
+
 // A concurrent group's members run on threads of their own (ThreadSanitizer
 // runs this): the GPU writing one mapping while the CPU writes another.
 TEST(ScenarioConcurrent, GroupMembersRunAtOnce) {

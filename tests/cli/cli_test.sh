@@ -55,6 +55,7 @@ expect policies 0 'alloc_migration_target' -- policies
 expect policies-longterm 0 '^  in-place +FOLL_LONGTERM pins memory where it lies' -- policies
 expect policies-online 0 '^  auto-movable ' -- policies
 expect policies-offline 0 '^  bounded ' -- policies
+expect inject-points 0 '^migrate\.move_folio +fail +migrate +moving a folio fails' -- inject-points
 # The demo's hotplug and CMA step: the O_DIRECT pin blocks its block and is
 # named; the long-term pins were migrated first; the block offlines after
 # the unpin.
@@ -87,7 +88,11 @@ expect gup-test-later-wins 0 '^GUP_BASIC_TEST: done$' -- gup-test -m 4 -a -U
 # invalid, so nothing is walked, as on Linux.
 expect gup-test-stale-touch 0 'truncated \(size: 0\)' -- gup-test -m 4 -a -z
 expect gup-test-bad-size 2 '-m: 0 MiB is not a buffer size' -- gup-test -m 0
-expect gup-test-bad-flags 2 "-F: 'zz' is not a number" -- gup-test -F zz
+expect gup-test-bad-flags 2 "-F: 'zz' is not a 32-bit flags word" -- gup-test -F zz
+expect gup-test-internal-flags 2 '-F 0xffffffff: .*FOLL_PIN.* cannot be passed by a caller.*EINVAL' \
+  -- gup-test -m 4 -F 0xffffffff
+expect gup-test-too-big-for-host 2 'needs [0-9.]+ GiB of host memory, more than the [0-9.]+ GiB this host has' \
+  -- gup-test -m 65536
 expect gup-test-bad-threads 2 '-j: 0 threads' -- gup-test -j 0
 
 # Bad input: a message and exit status 2.
@@ -96,6 +101,17 @@ expect bad-machine 2 'node 0 memory 100MiB is not a multiple of the memory block
   -- dump buddyinfo --memory 100MiB --movable 0 --cma none
 expect bad-cma 2 'do not fit in node 0' -- dump buddyinfo --memory 1GiB --movable 512MiB --cma 1GiB
 expect bad-hugepages 2 'expected SIZE:COUNT' -- dump buddyinfo --hugepages 2MiB
+expect bad-hugepages-count 2 "--hugepages 2MiB:-1: '-1' is not a count of pages" -- dump buddyinfo --hugepages 2MiB:-1
+# A pool larger than memory fills every node and stops (boot used to spin).
+expect hugepages-huge-count 0 '^HugePages|^htlb_buddy_alloc_success [0-9]+$' \
+  -- dump vmstat --memory 1GiB --movable 0 --cma none --nodes 2 --hugepages 2MiB:18446744073709551615
+expect bad-min-free 2 'min-free-kbytes' -- dump zoneinfo --min-free-kbytes -1
+expect too-big-for-host 2 '--memory 4TiB needs [0-9.]+ GiB of host memory, more than the' \
+  -- dump zoneinfo --memory 4TiB --movable 0 --cma none
+# With long-term pins in place, offlining the O_DIRECT block meets the NIC's
+# pins too: the demo gives up after its retries instead of spinning.
+expect demo-in-place 1 'after the O_DIRECT pin is released: memory[0-9]+ offline EBUSY' \
+  -- demo --memory 512MiB --movable 256MiB --cma 64MiB --longterm-pin-policy in-place
 expect bad-dump 2 'not in \{buddyinfo,pagetypeinfo,zoneinfo,vmstat,memory-blocks,cma,memmap\}' -- dump meminfo
 expect bad-hotplug-space 2 'hot-add space 3MiB is not a multiple of the memory block size 128MiB' \
   -- dump memory-blocks --hotplug-space 3MiB
@@ -119,6 +135,15 @@ expect run-json 0 "^report: $tmp/cow.json" -- run --builtin cow-and-pins --json 
 expect run-json-content 0 '"scenario": "cow-and-pins"' -- run --builtin cow-and-pins --quiet --json /dev/stdout
 expect run-longterm-off 0 "who pins: .*device 'rdma0' \[mr1\]" -- run --builtin longterm-off
 expect run-bad-builtin 2 "no built-in scenario 'nope'" -- run --builtin nope
+expect run-empty-builtin 2 "--builtin needs a name" -- run --builtin ''
+expect run-negative-seed 2 'seed' -- run --seed -1
+printf 'scenario: big\nmachine: {memory: 4TiB, movable: 0}\nsteps: []\n' >"$tmp/big.yaml"
+expect run-too-big-for-host 2 "$tmp/big.yaml:2:19: the scenario's machine needs [0-9.]+ GiB of host memory" \
+  -- run "$tmp/big.yaml"
+printf 'scenario: twice\nscenario: again\nmachine: {memory: 256MiB}\nsteps: []\n' >"$tmp/twice.yaml"
+expect run-duplicate-key 2 "$tmp/twice.yaml:2:1: 'scenario' appears twice in the scenario" -- run "$tmp/twice.yaml"
+printf 'scenario: x\nmachine: {memory: 256MiB}\n\001\000\377steps: []\n' >"$tmp/binary.yaml"
+expect run-binary-file 2 "$tmp/binary.yaml:3:2: not a text file: a NUL byte" -- run "$tmp/binary.yaml"
 expect run-missing-file 2 "$tmp/none.yaml:0:0: cannot read the file" -- run "$tmp/none.yaml"
 printf 'scenario: bad\nmachine: {memory: 12XB}\nsteps: []\n' >"$tmp/bad.yaml"
 expect run-bad-file 2 "^pinmm: error: $tmp/bad.yaml:2:19: 'memory': '12XB' is not a size" -- run "$tmp/bad.yaml"

@@ -109,6 +109,11 @@ struct MachineConfig {
 
   // Boot memory of all nodes (hot-add space not included).
   Bytes total_memory() const;
+  // Host memory booting this machine touches: a page descriptor for every
+  // PFN of its physical address space (boot memory, hot-add and device
+  // space), and in debug builds every boot frame too (freed frames are
+  // poisoned).
+  uint64_t host_bytes_at_boot() const;
   // Every problem with this configuration, one sentence each.
   std::vector<std::string> check() const;
 };

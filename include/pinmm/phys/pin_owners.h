@@ -82,6 +82,9 @@ class PinOwners {
   uint64_t recorded_pins(const Folio* folio) const EXCLUDES(lock_);
   // Folios with at least one record.
   size_t nr_folios() const EXCLUDES(lock_);
+  // The pins all records hold: at a quiescent point, every pin that was
+  // taken through a recording entry point and not yet released.
+  uint64_t total_pins() const EXCLUDES(lock_);
   // The PFNs of folios with at least one FOLL_LONGTERM record, in order
   // (cheap: no strings; for memory maps).
   std::vector<uint64_t> longterm_folio_pfns() const EXCLUDES(lock_);

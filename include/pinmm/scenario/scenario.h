@@ -99,6 +99,7 @@ enum class StepKind : uint8_t {
   kKernelAlloc,
   kKernelFree,
   kSnapshot,
+  kInject,
   kConcurrent,
 };
 const char* step_kind_name(StepKind k);  // the YAML key: "write", "move_pages" …
@@ -117,6 +118,16 @@ struct RangeRef {
   std::string mapping;
   uint64_t offset = 0;
   std::optional<uint64_t> size;  // default: to the end of the mapping
+};
+
+// An `inject:` step: arm or clear one fault-injection point
+// (base/inject.h's catalogue).
+struct InjectSpec {
+  enum class Mode : uint8_t { kEvery, kNth, kProbability, kDelay, kClear };
+  std::string point;
+  Mode mode = Mode::kEvery;
+  uint64_t n = 1;          // every / nth; delay in microseconds
+  double probability = 0;  // probability
 };
 
 // Which memory blocks an offline/online step names.
@@ -146,6 +157,7 @@ struct Step {
   uint64_t count = 0;    // cma_alloc pages (0: the whole area); kernel_alloc bytes; hot_add bytes
   std::string area;      // cma_alloc
   BlockSelect blocks;    // offline, online
+  InjectSpec inject;     // inject
   std::vector<Step> group;  // concurrent
   std::optional<StepExpect> expect;
 };
@@ -193,6 +205,7 @@ struct Scenario {
   std::string description;
   uint64_t seed = 1;
   MachineConfig machine;
+  SourcePos machine_pos;  // the machine's 'memory' key
   std::vector<ProcessSpec> processes;
   std::vector<DeviceSpec> devices;
   std::vector<Step> steps;
