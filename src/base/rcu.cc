@@ -2,6 +2,11 @@
 
 #include <urcu/urcu-memb.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
 #include "pinmm/base/check.h"
 
 #if defined(__SANITIZE_THREAD__)
@@ -59,17 +64,71 @@ void tsan_acquire_grace() {
 #endif
 }
 
-struct Callback {
-  rcu_head head;  // first member: liburcu hands back &head
-  std::function<void()> fn;
-};
+// The callbacks of call(), run after a grace period by a worker thread of
+// pinmm's own. liburcu's call_rcu worker sleeps 10 ms after every wake-up
+// to batch callbacks, which made every barrier() cost 10 ms (a scenario
+// step, a quiescent check, a fuzzed operation); this one wakes when work
+// arrives, takes everything queued, waits one grace period and runs it.
+//
+// Thread safety: the queue and the sequence numbers are under m_ (a leaf:
+// nothing else is taken with it; callbacks run without it). queued_
+// counts callbacks added, done_ those run; barrier() waits for done_ to
+// reach the queued_ it saw.
+class Deferred {
+ public:
+  static Deferred& instance() {
+    static Deferred d;
+    return d;
+  }
+  void add(std::function<void()> fn) {
+    {
+      std::lock_guard<std::mutex> g(m_);
+      queue_.push_back(std::move(fn));
+      ++queued_;
+    }
+    work_.notify_one();
+  }
+  void barrier() {
+    std::unique_lock<std::mutex> g(m_);
+    const uint64_t target = queued_;
+    done_cv_.wait(g, [&] { return done_ >= target; });
+  }
 
-void run_callback(rcu_head* head) {
-  tsan_acquire_grace();
-  auto* cb = reinterpret_cast<Callback*>(head);
-  cb->fn();
-  delete cb;
-}
+ private:
+  Deferred() : worker_([this] { loop(); }) {}
+  ~Deferred() {
+    {
+      std::lock_guard<std::mutex> g(m_);
+      stop_ = true;
+    }
+    work_.notify_one();
+    worker_.join();
+  }
+  void loop() {
+    std::unique_lock<std::mutex> g(m_);
+    for (;;) {
+      work_.wait(g, [&] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and nothing left to run
+      std::vector<std::function<void()>> batch;
+      batch.swap(queue_);
+      const uint64_t upto = queued_;
+      g.unlock();
+      synchronize();
+      for (auto& fn : batch)
+        fn();
+      g.lock();
+      done_ = upto;
+      done_cv_.notify_all();
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable work_, done_cv_;
+  std::vector<std::function<void()>> queue_;
+  uint64_t queued_ = 0, done_ = 0;
+  bool stop_ = false;
+  std::thread worker_;  // last: starts once the rest is built
+};
 
 }  // namespace
 
@@ -98,16 +157,11 @@ void synchronize() {
   tsan_acquire_grace();
 }
 
-void call(std::function<void()> fn) {
-  ensure_registered();
-  auto* cb = new Callback{{}, std::move(fn)};
-  urcu_memb_call_rcu(&cb->head, run_callback);
-}
+void call(std::function<void()> fn) { Deferred::instance().add(std::move(fn)); }
 
 void barrier() {
   MM_BUG_ON(in_read_section());
-  ensure_registered();
-  urcu_memb_barrier();
+  Deferred::instance().barrier();
 }
 
 }  // namespace pinmm::rcu

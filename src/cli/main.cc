@@ -9,6 +9,7 @@
 #include "cli/gup_test_cmd.h"
 #include "cli/machine_options.h"
 #include "cli/run_cmd.h"
+#include "cli/stress_cmd.h"
 #include "pinmm/base/inject.h"
 #include "pinmm/gup/gup.h"
 #include "pinmm/hotplug/memory_hotplug.h"
@@ -114,6 +115,7 @@ int main(int argc, char** argv) {
       "inject-points", "List the fault-injection points scenarios and stress can arm");
   auto* help_cmd = app.add_subcommand("help", "Print this help (each command has --help too)");
   pinmm::cli::GupTestCommand gup_test(app);
+  pinmm::cli::StressCommand stress_cmd(app);
 
   try {
     app.parse(argc, argv);
@@ -136,6 +138,7 @@ int main(int argc, char** argv) {
   if (policies_cmd->parsed()) return policies();
   if (inject_cmd->parsed()) return inject_points();
   if (gup_test.parsed()) return gup_test.run();
+  if (stress_cmd.parsed()) return stress_cmd.run();
   if (run_cmd.parsed()) return run_cmd.run();
   if (scenarios_cmd->parsed()) return pinmm::cli::list_scenarios();
   if (dump_cmd->parsed() && !dump_scenario.empty()) {

@@ -691,3 +691,29 @@ TEST(InjectCatalogue, LayerPointsAreListed) {
 
 }  // namespace
 }  // namespace pinmm
+
+namespace pinmm {
+namespace {
+
+// The quiescent check looks at movable_ops pages, which are never tails: a
+// partially mapped THP's page[1] keeps its mapped-page count where a head
+// keeps its mapping (506 = 0x1fa looks like PAGE_MAPPING_MOVABLE) and its
+// deferred-split state in the flags. Found by pinmm stress.
+TEST(MigrateValidate, TailPagesAreNotMovableOpsPages) {
+  MachineConfig c = MachineConfig::tiny(Bytes::MiB(32));
+  c.thp = ThpMode::kAlways;
+  testing::VmMachine m(c);
+  MmHandle mm = Mm::create(m.vm);
+  const VirtAddr a = testing::map_anon(*mm, HPAGE_PMD_SIZE);
+  ASSERT_TRUE(write_user<uint64_t>(*mm, a, 1).ok());
+  ASSERT_TRUE(pmd_leaf(testing::pmd_at(*mm, a)));
+  ASSERT_TRUE(vm_munmap(*mm, a + 506 * PAGE_SIZE, 6 * PAGE_SIZE).ok());
+  Folio* folio = page_folio(testing::page_at(*mm, a));
+  ASSERT_EQ(folio_order(folio), HPAGE_PMD_ORDER);
+  EXPECT_EQ(folio_page(folio, 1)->mapping() & PAGE_MAPPING_FLAGS, PAGE_MAPPING_MOVABLE)
+      << "the case this test is about";
+  EXPECT_MIGRATE_QUIESCENT(*m.ms);
+}
+
+}  // namespace
+}  // namespace pinmm

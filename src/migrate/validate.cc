@@ -19,6 +19,8 @@ ValidationReport validate_migrate(const MemorySystem& ms, bool quiescent) {
   for (Pfn pfn{0}; pfn < ms.max_pfn(); pfn += PageCount(1)) {
     if (!ms.pfn_valid(pfn)) continue;
     const Page* p = ms.pfn_to_page(pfn);
+    // A tail's mapping and flags words hold its folio's counts and state.
+    if (p->is_tail()) continue;
     if ((p->mapping() & PAGE_MAPPING_FLAGS) == PAGE_MAPPING_MOVABLE && p->test(PG_isolated))
       r.fail("pfn {:#x}: movable_ops page still isolated", pfn.value());
   }

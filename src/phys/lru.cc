@@ -192,22 +192,38 @@ void folio_mark_accessed(Folio* folio) {
     return;
   }
   if (folio_test_active(folio) || folio_test_unevictable(folio)) return;
-  // Second access: activate. A folio still in a batch is activated in place;
-  // one on a list moves to the active list.
-  LruVec& lv = folio_lruvec(folio);
-  SpinGuard g(lv.lru_lock);
-  if (folio_test_lru(folio)) {
-    lruvec_del_folio(lv, folio);
-    folio_set_active(folio);
-    lruvec_add_folio(lv, folio);
-    PINMM_TRACE(page_memory_system(&folio->page).tracer(), mm_lru_activate,
-                "folio={:016x} pfn={:#x}", page_vmemmap_address(&folio->page),
-                folio_pfn(folio).value());
+  // Second access: activate. A folio on a list moves to the active list
+  // (folio_activate, counted); one still in this CPU's batch is marked
+  // active in place and lands on the active list at the drain
+  // (__lru_cache_activate_folio, not counted). Anything else (isolated, or
+  // never on an LRU) stays as it is.
+  MemorySystem& ms = page_memory_system(&folio->page);
+  bool on_lru = false;
+  {
+    LruVec& lv = folio_lruvec(folio);
+    SpinGuard g(lv.lru_lock);
+    if (folio_test_lru(folio)) {
+      on_lru = true;
+      lruvec_del_folio(lv, folio);
+      folio_set_active(folio);
+      lruvec_add_folio(lv, folio);
+    }
+  }
+  if (on_lru) {
+    PINMM_TRACE(ms.tracer(), mm_lru_activate, "folio={:016x} pfn={:#x}",
+                page_vmemmap_address(&folio->page), folio_pfn(folio).value());
+    ms.events().inc(PGACTIVATE);
   } else {
-    folio_set_active(folio);
+    LruAddBatch& b = ms.lru_add_batch(current_cpu(ms));
+    SpinGuard g(b.lock);
+    for (unsigned i = b.nr; i-- > 0;) {
+      if (b.folios[i] == folio) {
+        folio_set_active(folio);
+        break;
+      }
+    }
   }
   folio_clear_referenced(folio);
-  page_memory_system(&folio->page).events().inc(PGACTIVATE);
 }
 
 void folio_lru_release(Folio* folio) {

@@ -125,6 +125,33 @@ TEST(Lru, SecondAccessActivates) {
   EXPECT_EQ(ms->vmstat()[NR_ACTIVE_FILE], 0);
 }
 
+// A folio neither on an LRU list nor in this CPU's batch (isolated, or
+// never on an LRU, like the huge zero folio) is not activated: the kernel's
+// __lru_cache_activate_folio only looks in the batch. Only a folio found
+// there is marked active, to land on the active list at the drain. (pinmm
+// used to set PG_active on any folio off the LRU, so a freed huge zero
+// folio carried PG_active into the allocator; found by pinmm stress.)
+TEST(Lru, SecondAccessOffTheLruActivatesOnlyABatchedFolio) {
+  auto ms = boot_tiny(Bytes::MiB(4));
+  Folio* off = folio_alloc(*ms, GFP_HIGHUSER_MOVABLE, Order(0));  // on no list, in no batch
+  folio_mark_accessed(off);
+  folio_mark_accessed(off);
+  EXPECT_FALSE(folio_test_active(off));
+  EXPECT_EQ(ms->vmstat()[PGACTIVATE], 0);
+  folio_put(off);  // would trip the free-time flag check if it were active
+
+  Folio* batched = folio_alloc(*ms, GFP_HIGHUSER_MOVABLE, Order(0));
+  folio_add_lru(batched);  // sits in this CPU's batch
+  folio_mark_accessed(batched);
+  folio_mark_accessed(batched);
+  EXPECT_TRUE(folio_test_active(batched));
+  lru_add_drain(*ms);
+  EXPECT_EQ(folio_lru_list(batched), LRU_ACTIVE_FILE);
+  EXPECT_EQ(ms->vmstat()[PGACTIVATE], 0) << "only lru_activate counts";
+  EXPECT_VALID(*ms);
+  folio_put(batched);
+}
+
 // Threads on two CPUs add folios, drain each other, isolate, put back and
 // free. Runs under ThreadSanitizer; validate() checks lists and counters.
 TEST(LruConcurrent, AddDrainIsolateFree) {

@@ -1070,6 +1070,10 @@ class Runner {
     cma_allocs_.clear();
     files_.clear();
     lru_add_drain_all(*ms_);
+    // The huge zero folio is a cache: drop it as the shrinker would, now
+    // that no process maps it.
+    rcu::barrier();
+    (void)vm_->shrink_huge_zero_folio();
   }
 
   // Every pin the machine holds at the end belongs to a handle the

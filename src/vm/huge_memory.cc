@@ -57,7 +57,7 @@ Gfp vma_thp_gfp_mask(const Vma* vma) {
 VmFault map_huge_zero(VmFaultInfo& vmf, VirtAddr haddr) {
   Vma* vma = vmf.vma;
   Mm& mm = vma->vm_mm();
-  Folio* zero = mm.vm().huge_zero_folio();
+  Folio* zero = mm.vm().mm_get_huge_zero_folio(mm);
   if (zero == nullptr) return VM_FAULT_FALLBACK;
   Page* pgtable = pte_alloc_one(mm);
   if (pgtable == nullptr) return VM_FAULT_OOM;
@@ -68,7 +68,6 @@ VmFault map_huge_zero(VmFaultInfo& vmf, VirtAddr haddr) {
     entry.val |= kSpecialPmd;
     pgtable_trans_huge_deposit(mm, vmf.pmd, pgtable);
     set_pmd(vmf.pmd, entry);
-    mm.set_flag(MMF_HUGE_ZERO_PAGE);
     pgtable = nullptr;
   }
   ptl_unlock(ptl);
@@ -328,9 +327,11 @@ int copy_huge_pmd(Vma* dst_vma, Vma* src_vma, pmd_t* dst_pmd, pmd_t* src_pmd, Vi
   } else if (!pmd_leaf(pmd)) {
     ret = -EAGAIN;  // no longer huge: copy PTEs
   } else if (is_huge_zero_pmd(src_mm, pmd)) {
+    // The source maps it, so it exists: this only takes the child's
+    // reference (mm_get_huge_zero_folio cannot fail here).
+    (void)dst_mm.vm().mm_get_huge_zero_folio(dst_mm);
     pgtable_trans_huge_deposit(dst_mm, dst_pmd, pgtable);
     set_pmd(dst_pmd, pmd);
-    dst_mm.set_flag(MMF_HUGE_ZERO_PAGE);
     pgtable = nullptr;
   } else {
     Page* page = src_mm.ms().pfn_to_page(pmd_pfn(pmd));

@@ -2,6 +2,8 @@
 // partial unmapping and splitting (the THP variants of cow.c).
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "pinmm/base/rcu.h"
 #include "testing/vm.h"
 
@@ -41,6 +43,61 @@ TEST(Thp, WriteFaultMapsAPmd) {
   EXPECT_EQ(s.by_name("nr_anon_transparent_hugepages", HPAGE_PMD_NR), 1);
   EXPECT_EQ(s[NR_ANON_MAPPED], 512);
   EXPECT_EQ(*read_user<uint64_t>(*mm, a + 5 * PAGE_SIZE), 42u);
+  EXPECT_VM_VALID(m.vm);
+}
+
+// A page table page may have been an anonymous page before, whose index
+// (its linear page index) outlives the free. A PMD table's index is the
+// head of its deposited PTE tables (the kernel's pmd_huge_pte, cleared by
+// the PMD table constructor): a stale one made the chain run into a user
+// address (found by pinmm stress: validate_vm walked it).
+TEST(Thp, APmdTableStartsWithNoDepositedTables) {
+  VmMachine m(thp_machine());
+  std::vector<Page*> recycled;
+  for (int i = 0; i < 4; ++i) {
+    Page* p = alloc_pages(*m.ms, GFP_KERNEL_ACCOUNT, Order(0));  // what page tables get
+    ASSERT_NE(p, nullptr);
+    p->set_index(0x7efffffde);  // what an anonymous page at 0x7efffffde000 leaves
+    recycled.push_back(p);
+  }
+  for (Page* p : recycled)
+    __free_pages(p, Order(0));
+  MmHandle mm = Mm::create(m.vm);
+  const VirtAddr a = map_anon(*mm, 2 * HPAGE_PMD_SIZE);
+  ASSERT_TRUE(write_user<uint64_t>(*mm, a, 42).ok());
+  ASSERT_TRUE(pmd_leaf(pmd_at(*mm, a)));
+  EXPECT_VM_VALID(m.vm);
+}
+
+// The huge zero folio is a cache with users (mm/huge_memory.c): each mm
+// that maps it holds a reference until it exits, and the shrinker frees it
+// only once nobody maps it; the next read fault allocates it again.
+TEST(Thp, TheHugeZeroFolioGoesWhenNoMmMapsIt) {
+  VmMachine m(thp_machine());
+  const int64_t free0 = m.free_pages();
+  MmHandle mm = Mm::create(m.vm);
+  const VirtAddr a = map_anon(*mm, 2 * HPAGE_PMD_SIZE, PROT_READ);
+  EXPECT_EQ(read_byte(*mm, a), 0);
+  ASSERT_TRUE(m.vm.is_huge_zero_folio(page_folio(page_at(*mm, a))));
+  EXPECT_TRUE(mm->test_flag(MMF_HUGE_ZERO_PAGE));
+  auto child = dup_mm(*mm);
+  ASSERT_TRUE(child.ok());
+  EXPECT_TRUE((*child)->test_flag(MMF_HUGE_ZERO_PAGE)) << "copy_huge_pmd took the child's";
+  EXPECT_EQ(m.vm.shrink_huge_zero_folio(), 0u) << "two mms map it";
+  mm.reset();
+  EXPECT_EQ(m.vm.shrink_huge_zero_folio(), 0u) << "the child still maps it";
+  child->reset();
+  rcu::barrier();  // page tables freed through RCU
+  EXPECT_EQ(m.free_pages(), free0 - static_cast<int64_t>(HPAGE_PMD_NR)) << "the cache holds it";
+  EXPECT_EQ(m.vm.shrink_huge_zero_folio(), HPAGE_PMD_NR);
+  EXPECT_EQ(m.vm.shrink_huge_zero_folio(), 0u);
+  lru_add_drain_all(*m.ms);
+  EXPECT_EQ(m.free_pages(), free0);
+  // Allocated again on the next use.
+  MmHandle again = Mm::create(m.vm);
+  const VirtAddr b = map_anon(*again, 2 * HPAGE_PMD_SIZE, PROT_READ);
+  EXPECT_EQ(read_byte(*again, b), 0);
+  EXPECT_EQ(m.ms->vmstat()[THP_ZERO_PAGE_ALLOC], 2);
   EXPECT_VM_VALID(m.vm);
 }
 

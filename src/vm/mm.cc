@@ -69,10 +69,13 @@ Mm::~Mm() {
 
 MmHandle Mm::create(VmContext& vm) {
   auto* mm = new Mm(vm);
-  // The PGD comes from node 0's kernel memory like any page table; a machine
-  // that cannot spare one page cannot run processes at all.
+  // The PGD comes from kernel memory like any page table (mm_alloc_pgd);
+  // without it there is no mm (fork fails with -ENOMEM).
   mm->pgd_page_ = pagetable_alloc(vm.ms(), NUMA_NO_NODE, LockRank::kPudLock);
-  MM_BUG_ON(mm->pgd_page_ == nullptr);
+  if (mm->pgd_page_ == nullptr) {
+    delete mm;
+    return MmHandle();
+  }
   return MmHandle(mm);
 }
 
@@ -88,6 +91,7 @@ bool Mm::mmget_not_zero() {
 void Mm::mmput() {
   if (users_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     exit_mmap(*this);
+    vm().mm_put_huge_zero_folio(*this);  // __mmput
     mmdrop();
   }
 }

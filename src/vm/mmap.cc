@@ -387,6 +387,7 @@ Result<void> do_madvise(Mm& mm, VirtAddr start, uint64_t len, int advice) {
 
 Result<MmHandle> dup_mm(Mm& parent) {
   MmHandle child = Mm::create(parent.vm());
+  if (!child) return Errno(ENOMEM);
   Result<void> result;
   {
     WriteGuard gp(parent.mmap_lock);

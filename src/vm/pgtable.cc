@@ -15,6 +15,10 @@ Page* pagetable_alloc(MemorySystem& ms, int nid, LockRank rank) {
   if (page == nullptr) return nullptr;
   page->set_type(PageType::kTable);
   page->set_private_data(reinterpret_cast<uintptr_t>(new SpinLock(rank)));
+  // The page's index is whatever its last user left (an anonymous page's
+  // linear index, say); a PMD table keeps the head of its deposited PTE
+  // tables there, which starts empty (pagetable_pmd_ctor's pmd_huge_pte).
+  page->set_index(0);
   ms.node(page_to_nid(page)).stats().inc(NR_PAGETABLE);
   return page;
 }

@@ -38,7 +38,8 @@ bool in_read_section();
 // Waits for a grace period: every read section that began before the call has
 // ended. Must not be called inside a read section.
 void synchronize();
-// Runs fn after a grace period, on liburcu's call_rcu worker thread.
+// Runs fn after a grace period, on pinmm's callback worker thread (not
+// liburcu's call_rcu thread, which sleeps 10 ms after every wake-up).
 void call(std::function<void()> fn);
 // Waits until every callback queued by call() so far has run.
 void barrier();

@@ -140,7 +140,8 @@ class MmHandle;
 
 class Mm {
  public:
-  // A new, empty address space with one user (the handle).
+  // A new, empty address space with one user (the handle); an empty
+  // handle if its page-table root cannot be allocated (mm_alloc_pgd).
   static MmHandle create(VmContext& vm);
 
   VmContext& vm() const { return vm_; }
@@ -176,6 +177,10 @@ class Mm {
   // set on every pin; an unconditional write would bounce the cache line).
   void set_flag(unsigned bit) {
     if (!test_flag(bit)) flags_.fetch_or(uint64_t{1} << bit, std::memory_order_acq_rel);
+  }
+  // Sets the bit; whether it was set already (test_and_set_bit).
+  bool test_and_set_flag(unsigned bit) {
+    return flags_.fetch_or(uint64_t{1} << bit, std::memory_order_acq_rel) & (uint64_t{1} << bit);
   }
   // Odd while fork write-protects this mm's page tables.
   SeqCount write_protect_seq;

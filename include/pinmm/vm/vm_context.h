@@ -36,10 +36,19 @@ class VmContext {
   bool thp_use_zero_page() const { return thp_use_zero_page_.load(std::memory_order_relaxed); }
   void set_thp_use_zero_page(bool on) { thp_use_zero_page_.store(on, std::memory_order_relaxed); }
 
-  // The huge zero folio (PMD-sized, zeroed), allocated on first use:
-  // thp_zero_page_alloc / thp_zero_page_alloc_failed. nullptr if it could
-  // not be allocated.
-  Folio* huge_zero_folio() EXCLUDES(lock_);
+  // The huge zero folio (PMD-sized, zeroed), as mm/huge_memory.c keeps
+  // it: allocated on first use (thp_zero_page_alloc /
+  // thp_zero_page_alloc_failed) with a reference count of its own, one
+  // reference for the cache and one for each mm that maps it
+  // (MMF_HUGE_ZERO_PAGE, dropped when the mm goes). mm_get_huge_zero_folio
+  // returns it with the mm's reference taken, or nullptr if it could not be
+  // allocated. The shrinker frees it once only the cache holds it.
+  Folio* mm_get_huge_zero_folio(Mm& mm);
+  void mm_put_huge_zero_folio(Mm& mm);
+  // shrink_huge_zero_page_scan: frees the folio if no mm holds it; the
+  // pages freed (HPAGE_PMD_NR or 0). What memory pressure or drop_caches
+  // does; audits call it before counting pages in use.
+  uint64_t shrink_huge_zero_folio();
   bool is_huge_zero_folio(const Folio* folio) const {
     return folio != nullptr && folio == huge_zero_.load(std::memory_order_acquire);
   }
@@ -62,7 +71,12 @@ class VmContext {
   std::atomic<ThpMode> thp_enabled_;
   std::atomic<bool> thp_use_zero_page_{true};
   mutable Mutex lock_{LockRank::kLeaf};
+  // Which folio, and who holds it: 0 when there is none, else the cache's
+  // reference plus one per mm with MMF_HUGE_ZERO_PAGE (huge_zero_refcount).
+  bool get_huge_zero_folio();
+  void put_huge_zero_folio();
   std::atomic<Folio*> huge_zero_{nullptr};
+  std::atomic<int> huge_zero_refcount_{0};
   std::atomic<int> next_mm_id_{1};
   std::atomic<uint64_t> next_ino_{1};
   std::vector<Mm*> mms_ GUARDED_BY(lock_);
