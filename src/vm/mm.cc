@@ -1,9 +1,11 @@
 #include "pinmm/vm/mm.h"
 
 #include <array>
+#include <optional>
 #include <utility>
 
 #include "pinmm/base/task.h"
+#include "pinmm/vm/filemap.h"
 #include "pinmm/vm/mmap.h"
 #include "pinmm/vm/rmap.h"
 #include "vm/internal.h"
@@ -156,8 +158,15 @@ Vma* Mm::split_vma(Vma* vma, VirtAddr at) {
   upper->vm_file = vma->vm_file;
   upper->vm_ops = vma->vm_ops;
   if (vma->anon_vma != nullptr) anon_vma_clone(upper.get(), vma);
-  vma->vm_end = at;
   if (upper->vm_file) file_vma_link(upper.get());
+  {
+    // vma_prepare: rmap walkers read a VMA's bounds under its anon_vma and
+    // i_mmap locks, so the bounds change under both.
+    std::optional<WriteGuard> i_mmap, anon;
+    if (vma->vm_file) i_mmap.emplace(vma->vm_file->mapping().i_mmap_rwsem);
+    if (vma->anon_vma != nullptr) anon.emplace(vma->anon_vma->rwsem);
+    vma->vm_end = at;
+  }
   return insert_vma(std::move(upper));
 }
 

@@ -191,6 +191,61 @@ TEST(VmConcurrent, RmapWalksRaceWithMunmap) {
   EXPECT_VM_VALID(m.vm);
 }
 
+// An rmap walk (under the anon_vma lock) reads a VMA's bounds while
+// mprotect splits it (under the mmap lock): the split must change the
+// bounds under the anon_vma lock, as vma_prepare takes it, or the walker
+// reads a torn VMA (ThreadSanitizer reported it from pinmm stress: an
+// offline's migration walking rmap while munmap split a VMA). The walker
+// provably walks during every round of splits.
+TEST(VmConcurrent, RmapWalksRaceWithVmaSplits) {
+  VmMachine m(MachineConfig::tiny(Bytes::MiB(32)));
+  MmHandle mm = Mm::create(m.vm);
+  constexpr uint64_t kPages = 32;
+  const VirtAddr a = testing::map_anon(*mm, kPages * PAGE_SIZE);
+  testing::fill_pages(*mm, a, kPages * PAGE_SIZE, 7);
+  std::vector<Folio*> folios;
+  for (uint64_t i = 0; i < kPages; ++i) {
+    Folio* f = page_folio(testing::page_at(*mm, a + i * PAGE_SIZE));
+    folio_get(f);
+    folios.push_back(f);
+  }
+  testing::Progress walks;
+  std::atomic<uint64_t> found{0};
+  {
+    testing::ScopedThreads threads;
+    threads.spawn([&](std::stop_token stop) {
+      while (!stop.stop_requested()) {
+        for (Folio* f : folios) {
+          if (AnonVma* av = folio_get_anon_vma(f)) {
+            rmap_walk(f, [&](Vma* vma, VirtAddr) {
+              page_vma_mapped_walk(f, vma, /*migration=*/false, [&](PageVmaMapped&) {
+                found++;
+                return true;
+              });
+              return true;
+            });
+            av->put();
+          }
+        }
+        walks.advance();
+      }
+    });
+    for (uint64_t round = 0; round < kPages; ++round) {
+      ASSERT_TRUE(walks.wait_for(walks.get() + 1)) << "the walker stalled";
+      // Read-only and back: two splits around page `round`, every round.
+      const VirtAddr p = a + round * PAGE_SIZE;
+      ASSERT_TRUE(do_mprotect(*mm, p, PAGE_SIZE, PROT_READ).ok());
+      ASSERT_TRUE(do_mprotect(*mm, p, PAGE_SIZE, PROT_READ | PROT_WRITE).ok());
+    }
+  }
+  EXPECT_GT(found.load(), 0u);
+  for (Folio* f : folios)
+    folio_put(f);
+  for (uint64_t i = 0; i < kPages; ++i)
+    EXPECT_EQ(testing::read_byte(*mm, a + i * PAGE_SIZE), 7);
+  EXPECT_VM_VALID(m.vm);
+}
+
 // Two threads fault the first pages of one fresh anonymous VMA at once,
 // both under the mmap read lock: both find no anon_vma, both allocate one,
 // and only one may be installed (__anon_vma_prepare rechecks under
