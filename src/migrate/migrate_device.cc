@@ -168,9 +168,12 @@ class Collector {
       if (pte_write(pte)) mpfn |= MIGRATE_PFN_WRITE;
       *page = p;
     }
-    // Pages not (yet) reachable by rmap and pieces of large folios stay.
-    if (*page == nullptr || (*page)->mapping() == 0 || folio_test_large(page_folio(*page)))
+    // Pages not (yet) reachable by rmap and pieces of large folios stay
+    // (and are not collected: no page).
+    if (*page == nullptr || (*page)->mapping() == 0 || folio_test_large(page_folio(*page))) {
+      *page = nullptr;
       return 0;
+    }
     return mpfn;
   }
 

@@ -212,6 +212,30 @@ TEST_F(MigrateVmaTest, SplitsAThpFirst) {
   EXPECT_ALL_LAYERS_VALID(m.vm);
 }
 
+// A THP mapped by PTEs (mprotect split its PMD, not the folio) stays where
+// it is, as Linux's collection skips PTE-mapped compound pages: no entry,
+// no migration entry left in its PTEs, nothing locked.
+TEST_F(MigrateVmaTest, APteMappedThpIsSkipped) {
+  const VirtAddr raw = map_anon(*mm, 2 * HPAGE_PMD_SIZE);
+  const VirtAddr a((raw.value() + HPAGE_PMD_SIZE - 1) & HPAGE_PMD_MASK);
+  ASSERT_TRUE(do_madvise(*mm, a, HPAGE_PMD_SIZE, MADV_HUGEPAGE).ok());
+  ASSERT_TRUE(write_user<uint64_t>(*mm, a, 66).ok());
+  ASSERT_TRUE(pmd_leaf(testing::pmd_at(*mm, a)));
+  ASSERT_TRUE(do_mprotect(*mm, a + PAGE_SIZE, PAGE_SIZE, PROT_READ).ok());
+  ASSERT_FALSE(pmd_leaf(testing::pmd_at(*mm, a)));
+  Folio* thp = page_folio(page_at(*mm, a));
+  ASSERT_TRUE(folio_test_large(thp));
+  ASSERT_EQ(setup(a, 1), 0);
+  EXPECT_EQ(src[0], 0u);
+  EXPECT_EQ(args.cpages, 0u);
+  EXPECT_TRUE(pte_present(testing::pte_at(*mm, a)));
+  EXPECT_FALSE(folio_test_locked(thp));
+  commit();
+  EXPECT_EQ(page_folio(page_at(*mm, a)), thp);
+  EXPECT_EQ(*read_user<uint64_t>(*mm, a), 66u);
+  EXPECT_ALL_LAYERS_VALID(m.vm);
+}
+
 // A page whose folio lock is held elsewhere is skipped at collection.
 TEST_F(MigrateVmaTest, LockedFolioIsSkipped) {
   const VirtAddr a = testing::map_pattern(*mm, 1, 4);

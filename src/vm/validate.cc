@@ -98,10 +98,11 @@ void check_pte(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, pte_t pte,
   Folio* folio = page_folio(page);
   note_rss(rss, folio, 1);
   if (is_migration_entry(e)) {
-    if (!folio_test_locked(folio)) {
-      st.r.fail("mm {}: migration entry at {:#x} for pfn {:#x}, which is not locked", mm.id(), addr,
-                swp_offset_pfn(e).value());
-    }
+    // Quiescent: every migration has removed its entries (a fault on one
+    // would wait for the folio lock forever).
+    st.r.fail("mm {}: migration entry at {:#x} for pfn {:#x} with no migration in flight{}",
+              mm.id(), addr, swp_offset_pfn(e).value(),
+              folio_test_locked(folio) ? "" : ", on an unlocked folio");
     return;
   }
   // Device private / exclusive: a mapping of the device page.
@@ -121,8 +122,8 @@ void check_huge_leaf(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, uint6
     const swp_entry_t e{val};
     if (is_migration_entry(e)) {
       Folio* f = page_folio(st.ms.pfn_to_page(swp_offset_pfn(e)));
-      if (!folio_test_locked(f))
-        st.r.fail("mm {}: huge migration entry at {:#x} on an unlocked folio", mm.id(), addr);
+      st.r.fail("mm {}: huge migration entry at {:#x} with no migration in flight{}", mm.id(), addr,
+                folio_test_locked(f) ? "" : ", on an unlocked folio");
       note_rss(rss, f, static_cast<int64_t>(folio_nr_pages(f)));
     }
     return;

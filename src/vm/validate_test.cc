@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include "pinmm/base/rcu.h"
+#include "pinmm/phys/folio_lock.h"
+#include "pinmm/vm/migrate_entries.h"
 #include "testing/vm.h"
 
 namespace pinmm {
@@ -108,6 +110,21 @@ TEST_F(ValidateVm, AnEntryOutsideEveryVma) {
   EXPECT_THAT(problems(m.vm), HasSubstr("lies outside every VMA"));
   set_pte(stray, pte_t{0});
   EXPECT_EQ(ptep_get(slot), saved);
+  EXPECT_VM_VALID(m.vm);
+}
+
+// A migration that returned without removing its entries leaves a fault
+// waiting on the folio lock forever; at a quiescent point every entry is
+// a bug, whether or not its folio is still locked.
+TEST_F(ValidateVm, AMigrationEntryLeftBehind) {
+  Folio* folio = page_folio(page_at(*mm, a));
+  folio_get(folio);  // the migration's own reference (the mapping's goes)
+  folio_lock(folio);
+  try_to_migrate(folio, 0);
+  EXPECT_THAT(problems(m.vm), HasSubstr("migration entry at 0x40000000 for pfn"));
+  remove_migration_ptes(folio, folio);
+  folio_unlock(folio);
+  folio_put(folio);
   EXPECT_VM_VALID(m.vm);
 }
 

@@ -4,7 +4,7 @@
 // every Mm of the VmContext and checks:
 //  - every leaf entry lies inside a VMA; present entries map allocated pages
 //    of live folios (special entries only the zero page and PFN maps);
-//    migration entries point at locked folios;
+//    no migration entry is left behind;
 //  - a writable mapping of an anonymous page is PageAnonExclusive, and an
 //    exclusive page is mapped once at most;
 //  - each folio's mapcounts equal what the page tables hold, over all Mms;
