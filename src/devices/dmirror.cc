@@ -198,9 +198,11 @@ void DmirrorDevice::evict_chunk(Chunk& chunk) {
     Page* spage = migrate_pfn_to_page(ms_, src[i]);
     if (spage == nullptr || !(src[i] & MIGRATE_PFN_MIGRATE)) continue;
     MM_BUG_ON(!owns(spage), spage);
-    Folio* folio = folio_alloc(ms_, GFP_HIGHUSER_MOVABLE, Order(0));
+    // Eviction cannot fail (the device memory goes): as Linux's test driver,
+    // with __GFP_NOFAIL.
+    Folio* folio = folio_alloc(ms_, GFP_HIGHUSER_MOVABLE | __GFP_NOFAIL, Order(0));
     if (folio == nullptr) {
-      MM_WARN_ON_ONCE(true, spage);  // the kernel allocates with __GFP_NOFAIL
+      MM_WARN_ON_ONCE(true, spage);  // pinmm has no reclaim to wait for
       continue;
     }
     lock_new_page(&folio->page);

@@ -371,6 +371,27 @@ TEST_P(HmmTests, MigrateRelease) {
   expect_all_valid();
 }
 
+// Closing the mirror evicts its device memory to RAM with __GFP_NOFAIL:
+// allocation failures injected meanwhile cannot leave a page behind in the
+// device, pointing at a mirror that is gone (the ops fuzzer found a fault
+// on such a page calling into the freed mirror).
+TEST_P(HmmTests, CloseEvictsEvenWhenAllocationsFail) {
+  const VirtAddr a = map_anon(*mm, 16 * PAGE_SIZE);
+  cpu_fill(*mm, a, 16);
+  Buffer buf(16);
+  HmmDmirrorCmd c;
+  ASSERT_EQ(cmd(*fd0, HMM_DMIRROR_MIGRATE_TO_DEV, a, 16, buf, &c), 0);
+  ASSERT_EQ(c.cpages, 16u);
+  m.ms->injector().fail_always(inject_point::kAllocPages);
+  fd0.reset();
+  m.ms->injector().clear_all();
+  for (uint64_t i = 0; i < 16; ++i)
+    EXPECT_FALSE(is_zone_device_page(page_at(*mm, a + i * PAGE_SIZE))) << "page " << i;
+  const auto v = cpu_read(*mm, a, 16);
+  expect_ints(v.data(), v.size());
+  expect_all_valid();
+}
+
 // migrate_shared: shared memory is not migrated.
 TEST_P(HmmTests, MigrateShared) {
   const VirtAddr a = map_anon(*mm, kNpages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED);

@@ -583,8 +583,10 @@ void prep_contig_pages(MemorySystem& ms, Pfn start, Pfn end, Gfp gfp, bool compo
 
 namespace {
 
-// Whether the injector fails this allocation.
-bool should_fail_alloc(MemorySystem& ms, MigrateType mt) {
+// Whether the injector fails this allocation (should_fail_alloc_page: a
+// __GFP_NOFAIL request is never failed on purpose).
+bool should_fail_alloc(MemorySystem& ms, Gfp gfp, MigrateType mt) {
+  if (any(gfp & __GFP_NOFAIL)) return false;
   Injector& inj = ms.injector();
   if (inj.should_fail(inject_point::kAllocPages)) return true;
   return inj.should_fail(mt == MIGRATE_MOVABLE ? inject_point::kAllocPagesMovable
@@ -641,12 +643,21 @@ Page* __alloc_pages(MemorySystem& ms, Gfp gfp, Order order, int nid, const NodeM
   }
   const MigrateType mt = gfp_migratetype(gfp);
   Page* page = nullptr;
-  if (!should_fail_alloc(ms, mt)) {
+  if (!should_fail_alloc(ms, gfp, mt)) {
     const uint32_t fast_flags = ALLOC_WMARK_LOW | (mt == MIGRATE_MOVABLE ? ALLOC_CMA : 0u);
     page = get_page_from_freelist(ms, nid, gfp, order.value(), fast_flags, nodemask);
+    const uint32_t slow_flags = slowpath_alloc_flags(gfp);
     if (page == nullptr)
-      page =
-          get_page_from_freelist(ms, nid, gfp, order.value(), slowpath_alloc_flags(gfp), nodemask);
+      page = get_page_from_freelist(ms, nid, gfp, order.value(), slow_flags, nodemask);
+    // __GFP_NOFAIL may dip into the reserves above the min watermark's
+    // lower part (ALLOC_MIN_RESERVE, not ALLOC_NO_WATERMARKS). Linux would
+    // then reclaim and retry forever; pinmm has no reclaim to wait for, so
+    // the request warns and fails instead of hanging.
+    if (page == nullptr && any(gfp & __GFP_NOFAIL)) {
+      page = get_page_from_freelist(ms, nid, gfp, order.value(), slow_flags | ALLOC_MIN_RESERVE,
+                                    nodemask);
+      MM_WARN_ON_ONCE(page == nullptr);
+    }
   }
   if (page == nullptr) {
     PINMM_TRACE(ms.tracer(), mm_page_alloc,

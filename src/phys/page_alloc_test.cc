@@ -95,6 +95,19 @@ TEST(PageAlloc, OrderAboveMaxWarnsAndFails) {
   EXPECT_EQ(mm_warn_count(), warns + 1);
 }
 
+// fail_page_alloc never fails a __GFP_NOFAIL request (should_fail_alloc_page).
+TEST(PageAlloc, InjectedFailuresSpareNofailRequests) {
+  auto ms = boot_tiny(Bytes::MiB(8));
+  ms->injector().fail_always(inject_point::kAllocPages);
+  EXPECT_EQ(alloc_pages(*ms, GFP_KERNEL, Order(0)), nullptr);
+  Page* page = alloc_pages(*ms, GFP_KERNEL | __GFP_NOFAIL, Order(0));
+  ASSERT_NE(page, nullptr);
+  EXPECT_EQ(ms->injector().failures(inject_point::kAllocPages), 1u);
+  ms->injector().clear_all();
+  free_page(page);
+  EXPECT_VALID(*ms);
+}
+
 // ---- fallback and stealing (mm/page_alloc.c fallbacks[] and __rmqueue) ----
 
 TEST(PageAlloc, UnmovableClaimsAWholeMovableBlock) {
