@@ -1,4 +1,4 @@
-#include "cli/demo.h"
+#include "demo.h"
 
 #include <algorithm>
 #include <chrono>

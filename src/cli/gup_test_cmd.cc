@@ -1,4 +1,4 @@
-#include "cli/gup_test_cmd.h"
+#include "gup_test_cmd.h"
 
 #include <sys/mman.h>
 

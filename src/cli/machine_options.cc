@@ -1,4 +1,4 @@
-#include "cli/machine_options.h"
+#include "machine_options.h"
 
 #include <charconv>
 #include <cstdint>

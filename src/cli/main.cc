@@ -5,11 +5,9 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
-#include "cli/demo.h"
-#include "cli/gup_test_cmd.h"
-#include "cli/machine_options.h"
-#include "cli/run_cmd.h"
-#include "cli/stress_cmd.h"
+#include "demo.h"
+#include "gup_test_cmd.h"
+#include "machine_options.h"
 #include "pinmm/base/inject.h"
 #include "pinmm/gup/gup.h"
 #include "pinmm/hotplug/memory_hotplug.h"
@@ -18,6 +16,8 @@
 #include "pinmm/report/proc.h"
 #include "pinmm/report/sysfs.h"
 #include "pinmm_version.h"
+#include "run_cmd.h"
+#include "stress_cmd.h"
 
 namespace {
 

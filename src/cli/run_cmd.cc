@@ -1,5 +1,5 @@
 // `pinmm run` and `pinmm scenarios` (run_cmd.h).
-#include "cli/run_cmd.h"
+#include "run_cmd.h"
 
 #include <unistd.h>
 

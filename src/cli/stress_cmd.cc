@@ -1,5 +1,5 @@
 // `pinmm stress` (stress_cmd.h).
-#include "cli/stress_cmd.h"
+#include "stress_cmd.h"
 
 #include <cstdio>
 

@@ -15,7 +15,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "cli/machine_options.h"
+#include "machine_options.h"
 
 namespace pinmm::cli {
 

@@ -1,6 +1,6 @@
 #include "pinmm/gup/gup.h"
 
-#include "gup/internal.h"
+#include "internal.h"
 
 #include "pinmm/base/task.h"
 #include "pinmm/gup/pin.h"

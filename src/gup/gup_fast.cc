@@ -11,7 +11,7 @@
 // For FOLL_PIN, fork's write_protect_seq is sampled before and checked
 // after the walk: a fork that write-protected the range meanwhile undoes
 // every pin of this walk.
-#include "gup/internal.h"
+#include "internal.h"
 #include "pinmm/base/rcu.h"
 #include "pinmm/base/task.h"
 #include "pinmm/gup/gup.h"

@@ -5,7 +5,7 @@
 #include <cerrno>
 #include <span>
 
-#include "gup/internal.h"
+#include "internal.h"
 #include "pinmm/base/task.h"
 #include "pinmm/gup/gup.h"
 #include "pinmm/gup/pin.h"

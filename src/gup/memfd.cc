@@ -2,7 +2,7 @@
 // without any mapping, as udmabuf takes them.
 #include <vector>
 
-#include "gup/internal.h"
+#include "internal.h"
 #include "pinmm/base/task.h"
 #include "pinmm/gup/gup.h"
 #include "pinmm/gup/pin.h"

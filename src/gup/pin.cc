@@ -1,6 +1,6 @@
 #include "pinmm/gup/pin.h"
 
-#include "gup/internal.h"
+#include "internal.h"
 
 #include <algorithm>
 #include <atomic>

@@ -177,12 +177,13 @@ TEST_P(InjectPoints, FailureIsHandledAndNothingLeaks) {
     EXPECT_TRUE(e.ok) << e.what << ": " << e.detail;
 }
 
-INSTANTIATE_TEST_SUITE_P(Scenario, InjectPoints, ::testing::ValuesIn(kCases), [](const auto& info) {
-  std::string name = info.param.point;
-  for (char& ch : name)
-    if (ch == '.') ch = '_';
-  return name;
-});
+INSTANTIATE_TEST_SUITE_P(Scenario, InjectPoints, ::testing::ValuesIn(kCases),
+                         [](const auto& param_info) {
+                           std::string name = param_info.param.point;
+                           for (char& ch : name)
+                             if (ch == '.') ch = '_';
+                           return name;
+                         });
 
 // The table above covers the whole catalogue: a new point needs a case.
 TEST(InjectPoints, EveryPointHasACase) {

@@ -1,5 +1,5 @@
 // The stress actor (actor.h): its operations and their checks.
-#include "stress/actor.h"
+#include "actor.h"
 
 #include <algorithm>
 #include <array>

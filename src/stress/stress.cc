@@ -8,11 +8,11 @@
 
 #include <fmt/format.h>
 
+#include "actor.h"
 #include "pinmm/migrate/validate.h"
 #include "pinmm/phys/lru.h"
 #include "pinmm/phys/pin_owners.h"
 #include "pinmm/vm/validate.h"
-#include "stress/actor.h"
 
 namespace pinmm::stress {
 

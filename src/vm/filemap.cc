@@ -5,13 +5,13 @@
 #include <algorithm>
 #include <cstring>
 
+#include "internal.h"
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/phys/page_alloc.h"
 #include "pinmm/vm/mm.h"
 #include "pinmm/vm/rmap.h"
 #include "pinmm/vm/walk.h"
-#include "vm/internal.h"
 
 namespace pinmm {
 

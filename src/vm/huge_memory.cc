@@ -6,6 +6,7 @@
 // allocate — pgtable_trans_huge_deposit/withdraw.
 #include <algorithm>
 
+#include "internal.h"
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/page_alloc.h"
 #include "pinmm/vm/filemap.h"
@@ -13,7 +14,6 @@
 #include "pinmm/vm/migrate_entries.h"
 #include "pinmm/vm/rmap.h"
 #include "pinmm/vm/walk.h"
-#include "vm/internal.h"
 
 namespace pinmm {
 namespace {

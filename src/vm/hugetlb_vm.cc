@@ -8,12 +8,12 @@
 // reserved range never finds the pool empty.
 #include <cstring>
 
+#include "internal.h"
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/rmap.h"
 #include "pinmm/vm/walk.h"
-#include "vm/internal.h"
 
 namespace pinmm {
 

@@ -1,8 +1,8 @@
 // Allocating a memfd's missing folios outside any mapping (mm/memfd.c).
+#include "internal.h"
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/memory_system.h"
 #include "pinmm/vm/filemap.h"
-#include "vm/internal.h"
 
 namespace pinmm {
 

@@ -2,6 +2,7 @@
 // mprotect's entry changes (mm/memory.c, mm/mprotect.c, parts of mm/gup.c).
 #include <algorithm>
 
+#include "internal.h"
 #include "pinmm/base/task.h"
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/memremap.h"
@@ -10,7 +11,6 @@
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/rmap.h"
 #include "pinmm/vm/walk.h"
-#include "vm/internal.h"
 
 namespace pinmm {
 

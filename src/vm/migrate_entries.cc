@@ -2,13 +2,13 @@
 
 #include <algorithm>
 
+#include "internal.h"
 #include "pinmm/base/rcu.h"
 #include "pinmm/phys/memremap.h"
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/mmu_notifier.h"
 #include "pinmm/vm/rmap.h"
 #include "pinmm/vm/walk.h"
-#include "vm/internal.h"
 
 namespace pinmm {
 

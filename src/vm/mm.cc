@@ -4,11 +4,11 @@
 #include <optional>
 #include <utility>
 
+#include "internal.h"
 #include "pinmm/base/task.h"
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/mmap.h"
 #include "pinmm/vm/rmap.h"
-#include "vm/internal.h"
 
 namespace pinmm {
 

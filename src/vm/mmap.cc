@@ -4,11 +4,11 @@
 
 #include <algorithm>
 
+#include "internal.h"
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/rmap.h"
 #include "pinmm/vm/walk.h"
-#include "vm/internal.h"
 
 namespace pinmm {
 namespace {
