@@ -165,6 +165,38 @@ TEST(Thp, ForkSharesThenCowSplitsThePmd) {
   EXPECT_VM_VALID(m.vm);
 }
 
+// Fork under each single allocation failure, in turn: it fails with
+// ENOMEM (copy_huge_pmd's deposit table too: copy_pmd_range gives up, it
+// does not copy the PTEs of a PMD that is still huge) or succeeds, and the
+// parent's THP and data are untouched either way.
+TEST(Thp, ForkSurvivesEveryAllocationFailure) {
+  VmMachine m(thp_machine());
+  MmHandle parent = Mm::create(m.vm);
+  const VirtAddr a = map_anon(*parent, HPAGE_PMD_SIZE);
+  testing::fill_pages(*parent, a, HPAGE_PMD_SIZE, 5);
+  ASSERT_TRUE(pmd_leaf(pmd_at(*parent, a)));
+  int failed = 0;
+  for (uint64_t nth = 1; nth <= 8; ++nth) {
+    SCOPED_TRACE(nth);
+    m.ms->injector().fail_nth(inject_point::kAllocPages, nth);
+    auto child = dup_mm(*parent);
+    const bool injected = m.ms->injector().failures(inject_point::kAllocPages) > 0;
+    m.ms->injector().clear_all();
+    if (injected) {
+      ++failed;
+      ASSERT_FALSE(child.ok());
+      EXPECT_EQ(child.error(), Errno(ENOMEM));
+    } else {
+      ASSERT_TRUE(child.ok());
+      EXPECT_EQ(read_byte(**child, a + 7 * PAGE_SIZE), 5);
+    }
+    EXPECT_TRUE(pmd_leaf(pmd_at(*parent, a)));
+    EXPECT_EQ(read_byte(*parent, a + 9 * PAGE_SIZE), 5);
+    EXPECT_VM_VALID(m.vm);
+  }
+  EXPECT_GE(failed, 3) << "the child's PGD, PMD table and deposit table at least";
+}
+
 TEST(Thp, ExclusiveThpIsReusedOnWriteAfterChildExit) {
   VmMachine m(thp_machine());
   MmHandle parent = Mm::create(m.vm);

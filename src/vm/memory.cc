@@ -897,11 +897,16 @@ Result<void> copy_page_range(Vma* dst_vma, Vma* src_vma) {
     }
     const pmd_t src_pmdval = pmdp_get(src_pmd);
     if (pmd_leaf(src_pmdval) || is_swap_pmd(src_pmdval)) {
-      if (copy_huge_pmd(dst_vma, src_vma, *dst_pmd, src_pmd, addr) == 0) {
+      const int err = copy_huge_pmd(dst_vma, src_vma, *dst_pmd, src_pmd, addr);
+      if (err == -ENOMEM) {
+        result = Errno(ENOMEM);
+        break;
+      }
+      if (err == 0) {
         addr = next;
         continue;
       }
-      // Split: copy the PTEs below.
+      // -EAGAIN: the source PMD was split; copy the PTEs below.
     }
     if (!pte_alloc(dst_mm, *dst_pmd).ok()) {
       result = Errno(ENOMEM);
