@@ -213,7 +213,14 @@ TEST_F(Hmm, HugeMappingsReportTheirOrder) {
   Mirror hm(*mm, *h, HPAGE_PMD_SIZE);
   r = range(*h + 5 * PAGE_SIZE, 2, pfns);
   ASSERT_EQ(hm.fault(r), 0);
-  EXPECT_EQ(pfns[0], 0u) << "not faulted yet";
+  // Not faulted yet, but its PMD table exists (the THP above shares it):
+  // hmm_vma_walk_hugetlb_entry reports the empty entry with the hstate's
+  // order and, as its PFN, the page's offset in the huge page (pte_pfn of
+  // an empty entry is 0), and no VALID.
+  ASSERT_NE(pmd_offset(*mm, *h), nullptr);
+  EXPECT_FALSE(pfns[0] & HMM_PFN_VALID) << "not faulted yet";
+  EXPECT_EQ(hmm_pfn_to_map_order(pfns[0]), 9u);
+  EXPECT_EQ(hmm_pfn_to_pfn(pfns[0]).value(), 5u);
   r = range(*h + 5 * PAGE_SIZE, 2, pfns, HMM_PFN_REQ_FAULT | HMM_PFN_REQ_WRITE);
   ASSERT_EQ(hm.fault(r), 0);
   EXPECT_EQ(hmm_pfn_to_map_order(pfns[0]), 9u);

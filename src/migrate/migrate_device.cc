@@ -19,6 +19,7 @@
 #include "pinmm/vm/migrate_entries.h"
 #include "pinmm/vm/mm.h"
 #include "pinmm/vm/mmu_notifier.h"
+#include "pinmm/vm/pagewalk.h"
 #include "pinmm/vm/rmap.h"
 #include "pinmm/vm/walk.h"
 
@@ -33,221 +34,214 @@ namespace {
 
 // ---- collect ----
 
-class Collector {
- public:
-  explicit Collector(MigrateVma* m) : m_(m), vma_(m->vma), mm_(m->vma->vm_mm()) {}
+MigrateVma& migrate_of(MmWalk* walk) { return *static_cast<MigrateVma*>(walk->priv); }
 
-  void run() {
-    VirtAddr addr = m_->start;
-    while (addr < m_->end) {
-      const VirtAddr next(std::min(m_->end.value(), (addr.value() & PMD_MASK) + PMD_SIZE));
-      collect_pmd_range(addr, next);
-      addr = next;
-    }
-  }
+void migrate_vma_emit(MigrateVma& m, uint64_t mpfn) {
+  m.dst[m.npages] = 0;
+  m.src[m.npages++] = mpfn;
+}
 
- private:
-  void emit(uint64_t mpfn) {
-    m_->dst[m_->npages] = 0;
-    m_->src[m_->npages++] = mpfn;
-  }
-  void skip(VirtAddr start, VirtAddr end) {
-    for (VirtAddr a = start; a < end; a = a + PAGE_SIZE)
-      emit(0);
-  }
-  // A range with no page table: anonymous memory may be populated.
-  void hole(VirtAddr start, VirtAddr end) {
-    if (!vma_is_anonymous(vma_)) return skip(start, end);
-    for (VirtAddr a = start; a < end; a = a + PAGE_SIZE) {
-      emit(MIGRATE_PFN_MIGRATE);
-      ++m_->cpages;
-    }
-  }
+int migrate_vma_collect_skip(VirtAddr start, VirtAddr end, MmWalk* walk) {
+  for (VirtAddr a = start; a < end; a = a + PAGE_SIZE)
+    migrate_vma_emit(migrate_of(walk), 0);
+  return 0;
+}
 
-  // A THP mapped by this PMD is split first (the huge zero page only loses
-  // its PMD mapping); false: it could not be, skip the range.
-  bool split_pmd_leaf(pmd_t* pmd, VirtAddr addr) {
-    SpinLock* ptl = &pmd_lockptr(mm_, pmd);
-    ptl_lock(ptl);
-    const pmd_t v = pmdp_get(pmd);
-    if (!pmd_leaf(v)) {
-      ptl_unlock(ptl);
-      return true;
-    }
-    Folio* folio = page_folio(mm_.ms().pfn_to_page(pmd_pfn(v)));
-    if (mm_.vm().is_huge_zero_folio(folio)) {
-      ptl_unlock(ptl);
-      split_huge_pmd(vma_, pmd, VirtAddr(addr.value() & PMD_MASK));
-      return true;
-    }
-    folio_get(folio);
-    ptl_unlock(ptl);
-    const bool split = split_folio(folio);
-    folio_put(folio);
-    return split;
+// A range with no page table: anonymous memory may be populated.
+int migrate_vma_collect_hole(VirtAddr start, VirtAddr end, int /*depth*/, MmWalk* walk) {
+  if (!vma_is_anonymous(walk->vma)) return migrate_vma_collect_skip(start, end, walk);
+  MigrateVma& m = migrate_of(walk);
+  for (VirtAddr a = start; a < end; a = a + PAGE_SIZE) {
+    migrate_vma_emit(m, MIGRATE_PFN_MIGRATE);
+    ++m.cpages;
   }
+  return 0;
+}
 
-  // split_folio() of an LRU folio: pinmm splits isolated folios, so the
-  // folio is taken off its LRU list for the split and the pieces go back.
-  static bool split_folio(Folio* folio) {
-    if (!folio_trylock(folio)) return false;
-    MemorySystem& ms = page_memory_system(&folio->page);
-    if (!folio_test_lru(folio)) lru_add_drain_all(ms);
-    if (!folio_isolate_lru(folio)) {
-      folio_unlock(folio);
-      return false;
-    }
-    ListHead pieces;
-    init_list_head(&pieces);
-    // The isolation reference stands in for ours during the split.
-    folio_put(folio);
-    const int rc = split_folio_to_list(folio, &pieces);
-    folio_get(folio);
+// split_folio() of an LRU folio: pinmm splits isolated folios, so the
+// folio is taken off its LRU list for the split and the pieces go back.
+bool migrate_vma_split_folio(Folio* folio) {
+  if (!folio_trylock(folio)) return false;
+  MemorySystem& ms = page_memory_system(&folio->page);
+  if (!folio_test_lru(folio)) lru_add_drain_all(ms);
+  if (!folio_isolate_lru(folio)) {
     folio_unlock(folio);
-    folio_putback_lru(folio);
-    while (!list_empty(&pieces)) {
-      Folio* piece = folio_of_lru(pieces.next);
-      list_del_init(&piece->page.lru);
-      folio_putback_lru(piece);
-    }
-    return rc == 0;
+    return false;
   }
-
-  void collect_pmd_range(VirtAddr start, VirtAddr end) {
-    for (;;) {
-      pmd_t* pmd = pmd_offset(mm_, start);
-      if (pmd == nullptr || pmd_none(pmdp_get(pmd))) return hole(start, end);
-      if (pmd_leaf(pmdp_get(pmd))) {
-        if (!split_pmd_leaf(pmd, start)) return skip(start, end);
-        continue;
-      }
-      if (!pmd_is_table(pmdp_get(pmd))) {
-        // A PMD migration entry: wait for that migration, then look again.
-        if (is_swap_pmd(pmdp_get(pmd)) && is_migration_entry(pmd_to_swp_entry(pmdp_get(pmd)))) {
-          pmd_migration_entry_wait(mm_, pmd);
-          continue;
-        }
-        return skip(start, end);
-      }
-      LockedPte lp = pte_offset_map_lock(mm_, pmd, start);
-      if (!lp) continue;
-      collect_ptes(lp, start, end);
-      pte_unmap_unlock(lp);
-      return;
-    }
+  ListHead pieces;
+  init_list_head(&pieces);
+  // The isolation reference stands in for ours during the split.
+  folio_put(folio);
+  const int rc = split_folio_to_list(folio, &pieces);
+  folio_get(folio);
+  folio_unlock(folio);
+  folio_putback_lru(folio);
+  while (!list_empty(&pieces)) {
+    Folio* piece = folio_of_lru(pieces.next);
+    list_del_init(&piece->page.lru);
+    folio_putback_lru(piece);
   }
+  return rc == 0;
+}
 
-  // The entry for one PTE before the folio is locked: 0 (not migrating),
-  // MIGRATE alone (fill a hole), or the page's PFN with MIGRATE [| WRITE];
-  // *page is the page to collect.
-  uint64_t classify(VirtAddr addr, pte_t pte, Page** page) {
-    *page = nullptr;
-    if (pte_none(pte)) return vma_is_anonymous(vma_) ? MIGRATE_PFN_MIGRATE : 0;
-    uint64_t mpfn = 0;
-    if (!pte_present(pte)) {
-      const swp_entry_t e = pte_to_swp_entry(pte);
-      if (!is_device_private_entry(e)) return 0;  // migration, exclusive, hwpoison
-      Page* p = mm_.ms().pfn_to_page(swp_offset_pfn(e));
-      if (!(m_->flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) ||
-          page_pgmap(p)->owner != m_->pgmap_owner)
-        return 0;
-      mpfn = migrate_pfn(page_to_pfn(p)) | MIGRATE_PFN_MIGRATE;
-      if (is_writable_device_private_entry(e)) mpfn |= MIGRATE_PFN_WRITE;
-      *page = p;
-    } else {
-      if (mm_.ms().is_zero_pfn(pte_pfn(pte)) && (m_->flags & MIGRATE_VMA_SELECT_SYSTEM))
-        return MIGRATE_PFN_MIGRATE;
-      Page* p = vm_normal_page(vma_, addr, pte);
-      if (p != nullptr && !is_zone_device_page(p) && !(m_->flags & MIGRATE_VMA_SELECT_SYSTEM))
-        return 0;
-      if (p != nullptr && is_device_coherent_page(p) &&
-          (!(m_->flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) ||
-           page_pgmap(p)->owner != m_->pgmap_owner))
-        return 0;
-      mpfn = migrate_pfn(pte_pfn(pte)) | MIGRATE_PFN_MIGRATE;
-      if (pte_write(pte)) mpfn |= MIGRATE_PFN_WRITE;
-      *page = p;
-    }
-    // Pages not (yet) reachable by rmap and pieces of large folios stay
-    // (and are not collected: no page).
-    if (*page == nullptr || (*page)->mapping() == 0 || folio_test_large(page_folio(*page))) {
-      *page = nullptr;
-      return 0;
-    }
-    return mpfn;
-  }
-
-  // Turns the locked folio's PTE into a migration entry; false if the page
-  // is exclusive and may be pinned (the PTE is put back).
-  bool install_migration_entry(Folio* folio, Page* page, pte_t* ptep, uint64_t* mpfn,
-                               bool* flushed_present) {
-    const bool anon_exclusive = folio_test_anon(folio) && PageAnonExclusive(page);
-    const pte_t pte = ptep_get_and_clear(ptep);
-    if (anon_exclusive) {
-      // ptep_clear_flush: GUP-fast must not find the page through a stale
-      // translation once it is shared.
-      if (pte_present(pte)) mm_.tlb().flush();
-      if (folio_try_share_anon_rmap_pte(folio, page) != 0) {
-        set_pte(ptep, pte);
-        return false;
-      }
-    }
-    if (folio_test_anon(folio)) {
-      // Keeps the AnonVma alive until the entries are restored (the
-      // folio is still mapped here).
-      if (AnonVma* av = folio_get_anon_vma(folio); av != nullptr) *mpfn |= MIGRATE_PFN_ANON_HELD;
-    }
-    const bool present = pte_present(pte);
-    if (present && pte_dirty(pte)) folio_mark_dirty(folio);
-    swp_entry_t e = (*mpfn & MIGRATE_PFN_WRITE) ? make_writable_migration_entry(page_to_pfn(page))
-                    : anon_exclusive ? make_readable_exclusive_migration_entry(page_to_pfn(page))
-                                     : make_readable_migration_entry(page_to_pfn(page));
-    if (present && pte_young(pte)) e = make_migration_entry_young(e);
-    if (present && pte_dirty(pte)) e = make_migration_entry_dirty(e);
-    set_pte(ptep, swp_entry_to_pte(e));
-    folio_remove_rmap_pte(folio, page, vma_);
-    // The mapping's reference goes; ours (taken by the caller) stays.
-    folio_put(folio);
-    *flushed_present |= present;
+// A THP mapped by this PMD is split first (the huge zero page only loses
+// its PMD mapping); false: it could not be, skip the range.
+bool migrate_vma_split_pmd(Vma* vma, pmd_t* pmd, VirtAddr addr) {
+  Mm& mm = vma->vm_mm();
+  SpinLock* ptl = &pmd_lockptr(mm, pmd);
+  ptl_lock(ptl);
+  const pmd_t v = pmdp_get(pmd);
+  if (!pmd_leaf(v)) {
+    ptl_unlock(ptl);
     return true;
   }
-
-  void collect_ptes(LockedPte& lp, VirtAddr start, VirtAddr end) {
-    bool unmapped = false;
-    pte_t* ptep = lp.pte;
-    for (VirtAddr addr = start; addr < end; addr = addr + PAGE_SIZE, ++ptep) {
-      Page* page = nullptr;
-      uint64_t mpfn = classify(addr, ptep_get(ptep), &page);
-      if (page == nullptr) {
-        if (mpfn & MIGRATE_PFN_MIGRATE) ++m_->cpages;
-        emit(mpfn);
-        continue;
-      }
-      // Our reference freezes the entry against other migrations; the
-      // folio lock is only tried (two migrations must not wait on each
-      // other).
-      Folio* folio = page_folio(page);
-      folio_get(folio);
-      if (!folio_trylock(folio)) {
-        folio_put(folio);
-        emit(0);
-        continue;
-      }
-      if (!install_migration_entry(folio, page, ptep, &mpfn, &unmapped)) {
-        folio_unlock(folio);
-        folio_put(folio);
-        emit(0);
-        continue;
-      }
-      ++m_->cpages;
-      emit(mpfn);
-    }
-    if (unmapped) mm_.tlb().flush();
+  Folio* folio = page_folio(mm.ms().pfn_to_page(pmd_pfn(v)));
+  if (mm.vm().is_huge_zero_folio(folio)) {
+    ptl_unlock(ptl);
+    split_huge_pmd(vma, pmd, VirtAddr(addr.value() & PMD_MASK));
+    return true;
   }
+  folio_get(folio);
+  ptl_unlock(ptl);
+  const bool split = migrate_vma_split_folio(folio);
+  folio_put(folio);
+  return split;
+}
 
-  MigrateVma* m_;
-  Vma* vma_;
-  Mm& mm_;
+// The entry for one PTE before the folio is locked: 0 (not migrating),
+// MIGRATE alone (fill a hole), or the page's PFN with MIGRATE [| WRITE];
+// *page is the page to collect (null for the first two).
+uint64_t migrate_vma_classify(const MigrateVma& m, VirtAddr addr, pte_t pte, Page** page) {
+  *page = nullptr;
+  Vma* vma = m.vma;
+  Mm& mm = vma->vm_mm();
+  if (pte_none(pte)) return vma_is_anonymous(vma) ? MIGRATE_PFN_MIGRATE : 0;
+  uint64_t mpfn = 0;
+  Page* p = nullptr;
+  if (!pte_present(pte)) {
+    const swp_entry_t e = pte_to_swp_entry(pte);
+    if (!is_device_private_entry(e)) return 0;  // migration, exclusive, hwpoison
+    p = mm.ms().pfn_to_page(swp_offset_pfn(e));
+    if (!(m.flags & MIGRATE_VMA_SELECT_DEVICE_PRIVATE) || page_pgmap(p)->owner != m.pgmap_owner)
+      return 0;
+    mpfn = migrate_pfn(page_to_pfn(p)) | MIGRATE_PFN_MIGRATE;
+    if (is_writable_device_private_entry(e)) mpfn |= MIGRATE_PFN_WRITE;
+  } else {
+    if (mm.ms().is_zero_pfn(pte_pfn(pte)) && (m.flags & MIGRATE_VMA_SELECT_SYSTEM))
+      return MIGRATE_PFN_MIGRATE;
+    p = vm_normal_page(vma, addr, pte);
+    if (p != nullptr && !is_zone_device_page(p) && !(m.flags & MIGRATE_VMA_SELECT_SYSTEM)) return 0;
+    if (p != nullptr && is_device_coherent_page(p) &&
+        (!(m.flags & MIGRATE_VMA_SELECT_DEVICE_COHERENT) || page_pgmap(p)->owner != m.pgmap_owner))
+      return 0;
+    mpfn = migrate_pfn(pte_pfn(pte)) | MIGRATE_PFN_MIGRATE;
+    if (pte_write(pte)) mpfn |= MIGRATE_PFN_WRITE;
+  }
+  // Pages not (yet) reachable by rmap and pieces of large folios stay.
+  if (p == nullptr || p->mapping() == 0 || folio_test_large(page_folio(p))) return 0;
+  *page = p;
+  return mpfn;
+}
+
+// Turns the locked folio's PTE into a migration entry; false if the page
+// is exclusive and may be pinned (the PTE is put back).
+bool migrate_vma_install_entry(Vma* vma, Folio* folio, Page* page, pte_t* ptep, uint64_t* mpfn,
+                               bool* flushed_present) {
+  Mm& mm = vma->vm_mm();
+  const bool anon_exclusive = folio_test_anon(folio) && PageAnonExclusive(page);
+  const pte_t pte = ptep_get_and_clear(ptep);
+  if (anon_exclusive) {
+    // ptep_clear_flush: GUP-fast must not find the page through a stale
+    // translation once it is shared.
+    if (pte_present(pte)) mm.tlb().flush();
+    if (folio_try_share_anon_rmap_pte(folio, page) != 0) {
+      set_pte(ptep, pte);
+      return false;
+    }
+  }
+  if (folio_test_anon(folio)) {
+    // Keeps the AnonVma alive until the entries are restored (the
+    // folio is still mapped here).
+    if (AnonVma* av = folio_get_anon_vma(folio); av != nullptr) *mpfn |= MIGRATE_PFN_ANON_HELD;
+  }
+  const bool present = pte_present(pte);
+  if (present && pte_dirty(pte)) folio_mark_dirty(folio);
+  swp_entry_t e = (*mpfn & MIGRATE_PFN_WRITE) ? make_writable_migration_entry(page_to_pfn(page))
+                  : anon_exclusive ? make_readable_exclusive_migration_entry(page_to_pfn(page))
+                                   : make_readable_migration_entry(page_to_pfn(page));
+  if (present && pte_young(pte)) e = make_migration_entry_young(e);
+  if (present && pte_dirty(pte)) e = make_migration_entry_dirty(e);
+  set_pte(ptep, swp_entry_to_pte(e));
+  folio_remove_rmap_pte(folio, page, vma);
+  // The mapping's reference goes; ours (taken by the caller) stays.
+  folio_put(folio);
+  *flushed_present |= present;
+  return true;
+}
+
+void migrate_vma_collect_ptes(MigrateVma& m, LockedPte& lp, VirtAddr start, VirtAddr end) {
+  bool unmapped = false;
+  pte_t* ptep = lp.pte;
+  for (VirtAddr addr = start; addr < end; addr = addr + PAGE_SIZE, ++ptep) {
+    Page* page = nullptr;
+    uint64_t mpfn = migrate_vma_classify(m, addr, ptep_get(ptep), &page);
+    if (page == nullptr) {
+      if (mpfn & MIGRATE_PFN_MIGRATE) ++m.cpages;
+      migrate_vma_emit(m, mpfn);
+      continue;
+    }
+    // Our reference freezes the entry against other migrations; the
+    // folio lock is only tried (two migrations must not wait on each
+    // other).
+    Folio* folio = page_folio(page);
+    folio_get(folio);
+    if (!folio_trylock(folio)) {
+      folio_put(folio);
+      migrate_vma_emit(m, 0);
+      continue;
+    }
+    if (!migrate_vma_install_entry(m.vma, folio, page, ptep, &mpfn, &unmapped)) {
+      folio_unlock(folio);
+      folio_put(folio);
+      migrate_vma_emit(m, 0);
+      continue;
+    }
+    ++m.cpages;
+    migrate_vma_emit(m, mpfn);
+  }
+  if (unmapped) m.vma->vm_mm().tlb().flush();
+}
+
+int migrate_vma_collect_pmd(pmd_t* pmd, VirtAddr start, VirtAddr end, MmWalk* walk) {
+  MigrateVma& m = migrate_of(walk);
+  Mm& mm = *walk->mm;
+  for (;;) {
+    const pmd_t v = pmdp_get(pmd);
+    if (pmd_none(v)) return migrate_vma_collect_hole(start, end, -1, walk);
+    if (pmd_leaf(v)) {
+      if (!migrate_vma_split_pmd(walk->vma, pmd, start))
+        return migrate_vma_collect_skip(start, end, walk);
+      continue;
+    }
+    if (!pmd_is_table(v)) {
+      // A PMD migration entry: wait for that migration, then look again.
+      if (is_swap_pmd(v) && is_migration_entry(pmd_to_swp_entry(v))) {
+        pmd_migration_entry_wait(mm, pmd);
+        continue;
+      }
+      return migrate_vma_collect_skip(start, end, walk);
+    }
+    LockedPte lp = pte_offset_map_lock(mm, pmd, start);
+    if (!lp) continue;
+    migrate_vma_collect_ptes(m, lp, start, end);
+    pte_unmap_unlock(lp);
+    return 0;
+  }
+}
+
+constexpr MmWalkOps migrate_vma_walk_ops{
+    .pmd_entry = migrate_vma_collect_pmd,
+    .pte_hole = migrate_vma_collect_hole,
 };
 
 void migrate_vma_collect(MigrateVma* m) {
@@ -255,7 +249,7 @@ void migrate_vma_collect(MigrateVma* m) {
       &m->vma->vm_mm(),   m->start,      m->end, MMU_NOTIFIER_RANGE_BLOCKABLE,
       MMU_NOTIFY_MIGRATE, m->pgmap_owner};
   mmu_notifier_invalidate_range_start(range);
-  Collector(m).run();
+  walk_page_range(m->vma->vm_mm(), m->start, m->end, &migrate_vma_walk_ops, m);
   mmu_notifier_invalidate_range_end(range);
   m->end = m->start + m->npages * PAGE_SIZE;
 }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <thread>
 
+#include "pinmm/base/rcu.h"
 #include "pinmm/phys/folio_lock.h"
 #include "pinmm/phys/hugetlb.h"
 #include "pinmm/vm/huge_memory.h"
@@ -215,6 +216,7 @@ TEST_F(Migrate, FolioFreedUnderUsCountsAsMigrated) {
   FolioList list;
   ASSERT_TRUE(isolate_at(*mm, a, list));
   ASSERT_TRUE(vm_munmap(*mm, a, PAGE_SIZE).ok());
+  rcu::barrier();  // munmap's page tables are freed after a grace period
   const int64_t free_before = m.free_pages();
   unsigned nr = 0;
   EXPECT_EQ(migrate_to(*m.ms, list, 1, MIGRATE_SYNC, &nr), 0);

@@ -9,6 +9,7 @@
 #include "pinmm/vm/fault.h"
 #include "pinmm/vm/filemap.h"
 #include "pinmm/vm/mm.h"
+#include "pinmm/vm/pagewalk.h"
 #include "pinmm/vm/rmap.h"
 #include "pinmm/vm/walk.h"
 
@@ -147,61 +148,84 @@ void check_huge_leaf(WalkState& st, Mm& mm, const Vma* vma, uint64_t addr, uint6
   note_rss(rss, folio, static_cast<int64_t>(folio_nr_pages(folio)));
 }
 
+// One Mm's part of the walk: its VMAs and the RSS its entries add up to.
+struct MmCheck {
+  WalkState& st;
+  Mm& mm;
+  std::vector<Vma*> vmas;
+  std::array<int64_t, NR_MM_COUNTERS> rss{};
+};
+
+MmCheck& check_of(MmWalk* walk) { return *static_cast<MmCheck*>(walk->priv); }
+
+// A present PGD entry: a PUD table.
+int validate_pgd_entry(pgd_t*, VirtAddr, VirtAddr, MmWalk* walk) {
+  ++check_of(walk).st.tables;
+  return 0;
+}
+
+int validate_pud_entry(pud_t* pud, VirtAddr addr, VirtAddr, MmWalk* walk) {
+  MmCheck& c = check_of(walk);
+  const pud_t v = pudp_get(pud);
+  if (pud_leaf(v) || !pud_present(v)) {
+    check_huge_leaf(c.st, c.mm, vma_at(c.vmas, addr.value()), addr.value(), v.val, HPAGE_PUD_ORDER,
+                    c.rss);
+    walk->action = ACTION_CONTINUE;
+    return 0;
+  }
+  // A PMD table, and the PTE tables deposited with its huge PMDs.
+  ++c.st.tables;
+  for (auto* dep = reinterpret_cast<Page*>(c.st.ms.pfn_to_page(pud_pfn(v))->index());
+       dep != nullptr; dep = reinterpret_cast<Page*>(dep->index())) {
+    ++c.st.tables;
+  }
+  return 0;
+}
+
+int validate_pmd_entry(pmd_t* pmd, VirtAddr addr, VirtAddr, MmWalk* walk) {
+  MmCheck& c = check_of(walk);
+  const pmd_t v = pmdp_get(pmd);
+  if (pmd_leaf(v) || !pmd_present(v)) {
+    check_huge_leaf(c.st, c.mm, vma_at(c.vmas, addr.value()), addr.value(), v.val, HPAGE_PMD_ORDER,
+                    c.rss);
+    walk->action = ACTION_CONTINUE;
+    return 0;
+  }
+  ++c.st.tables;  // a PTE table
+  return 0;
+}
+
+int validate_pte_entry(pte_t* pte, VirtAddr addr, VirtAddr, MmWalk* walk) {
+  MmCheck& c = check_of(walk);
+  if (const pte_t v = ptep_get(pte); !pte_none(v))
+    check_pte(c.st, c.mm, vma_at(c.vmas, addr.value()), addr.value(), v, c.rss);
+  return 0;
+}
+
+constexpr MmWalkOps validate_walk_ops{
+    .pgd_entry = validate_pgd_entry,
+    .pud_entry = validate_pud_entry,
+    .pmd_entry = validate_pmd_entry,
+    .pte_entry = validate_pte_entry,
+};
+
+// Every entry of mm's page tables, whatever the VMAs say (an entry outside
+// every VMA is one of the problems to find).
 void walk_mm(WalkState& st, Mm& mm) NO_THREAD_SAFETY_ANALYSIS {
   ReadGuard g(mm.mmap_lock);
-  const std::vector<Vma*> vmas = mm.all_vmas();
-  for (const Vma* v : vmas) {
+  MmCheck c{st, mm, mm.all_vmas()};
+  for (const Vma* v : c.vmas) {
     if (v->vm_file) st.files.insert(v->vm_file.get());
   }
-  std::array<int64_t, NR_MM_COUNTERS> rss{};
   ++st.tables;  // the PGD
-  const pgd_t* pgds = mm.pgd();
-  for (unsigned gi = 0; gi < PTRS_PER_TABLE; ++gi) {
-    const pgd_t pgd = pgdp_get(pgds + gi);
-    if (!pgd_present(pgd)) continue;
-    ++st.tables;
-    const pud_t* puds = table_entries<pud_t>(st.ms, entry_pfn(pgd));
-    for (unsigned ui = 0; ui < PTRS_PER_TABLE; ++ui) {
-      const uint64_t ua = (uint64_t{gi} << PGDIR_SHIFT) | (uint64_t{ui} << PUD_SHIFT);
-      const pud_t pud = pudp_get(puds + ui);
-      if (pud_none(pud)) continue;
-      if (pud_leaf(pud) || !pud_present(pud)) {
-        check_huge_leaf(st, mm, vma_at(vmas, ua), ua, pud.val, HPAGE_PUD_ORDER, rss);
-        continue;
-      }
-      ++st.tables;
-      Page* pmd_table = st.ms.pfn_to_page(pud_pfn(pud));
-      for (auto* dep = reinterpret_cast<Page*>(pmd_table->index()); dep != nullptr;
-           dep = reinterpret_cast<Page*>(dep->index())) {
-        ++st.tables;  // a PTE table deposited with a huge PMD
-      }
-      const pmd_t* pmds = table_entries<pmd_t>(st.ms, pud_pfn(pud));
-      for (unsigned mi = 0; mi < PTRS_PER_TABLE; ++mi) {
-        const uint64_t ma = ua | (uint64_t{mi} << PMD_SHIFT);
-        const pmd_t pmd = pmdp_get(pmds + mi);
-        if (pmd_none(pmd)) continue;
-        if (pmd_leaf(pmd) || !pmd_present(pmd)) {
-          const Vma* v = vma_at(vmas, ma);
-          const unsigned order =
-              v != nullptr && is_vm_hugetlb_page(v) ? HPAGE_PMD_ORDER : HPAGE_PMD_ORDER;
-          check_huge_leaf(st, mm, v, ma, pmd.val, order, rss);
-          continue;
-        }
-        ++st.tables;
-        const pte_t* ptes = table_entries<pte_t>(st.ms, pmd_pfn(pmd));
-        for (unsigned pi = 0; pi < PTRS_PER_TABLE; ++pi) {
-          const uint64_t pa = ma | (uint64_t{pi} << PAGE_SHIFT);
-          const pte_t pte = ptep_get(ptes + pi);
-          if (!pte_none(pte)) check_pte(st, mm, vma_at(vmas, pa), pa, pte, rss);
-        }
-      }
-    }
-  }
-  for (unsigned c = 0; c < NR_MM_COUNTERS; ++c) {
-    if (c == MM_SWAPENTS) continue;
-    if (rss[c] != mm.get_mm_counter(static_cast<MmCounter>(c))) {
-      st.r.fail("mm {}: RSS counter {} is {} but the page tables hold {}", mm.id(), c,
-                mm.get_mm_counter(static_cast<MmCounter>(c)), rss[c]);
+  walk_page_range_novma(mm, VirtAddr(0), VirtAddr(uint64_t{PTRS_PER_TABLE} << PGDIR_SHIFT),
+                        &validate_walk_ops, &c);
+  for (unsigned i = 0; i < NR_MM_COUNTERS; ++i) {
+    if (i == MM_SWAPENTS) continue;
+    const auto counter = static_cast<MmCounter>(i);
+    if (c.rss[i] != mm.get_mm_counter(counter)) {
+      st.r.fail("mm {}: RSS counter {} is {} but the page tables hold {}", mm.id(), i,
+                mm.get_mm_counter(counter), c.rss[i]);
     }
   }
 }
