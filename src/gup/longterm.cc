@@ -62,9 +62,10 @@ class PagesOrFolios {
   std::span<Folio*> folios_;
 };
 
-// collect_longterm_unpinnable_folios: isolates the unpinnable folios of
-// `pofs` onto `list`; returns how many there were (isolated or not).
-unsigned long collect_unpinnable(MemorySystem& ms, const PagesOrFolios& pofs, ListHead* list) {
+// Isolates the unpinnable folios of `pofs` onto `list`; returns how many
+// there were (isolated or not).
+unsigned long collect_longterm_unpinnable_folios(MemorySystem& ms, const PagesOrFolios& pofs,
+                                                 ListHead* list) {
   unsigned long collected = 0;
   int drained = 0;
   Folio* prev = nullptr;
@@ -114,13 +115,11 @@ void log_migration_failure(MemorySystem& ms, ListHead* list, int rc) {
   ms.blocker_log().add(std::move(op));
 }
 
-// migrate_longterm_unpinnable_folios: device-coherent folios go back to
-// RAM one by one (their pin becomes the reference migration consumes);
-// every other pin goes (the isolation references keep the listed folios
-// alive), then the list migrates. -EAGAIN: re-pin the range; -ENOMEM: some
-// folio did not move; -EBUSY: a device-coherent one did not (all pins
-// dropped either way).
-long migrate_unpinnable(MemorySystem& ms, PagesOrFolios& pofs, ListHead* list) {
+// Device-coherent folios go back to RAM one by one (their pin becomes the reference migration
+// consumes); every other pin goes (the isolation references keep the listed folios alive), then the
+// list migrates. -EAGAIN: re-pin the range; -ENOMEM: some folio did not move; -EBUSY: a
+// device-coherent one did not (all pins dropped either way).
+long migrate_longterm_unpinnable_folios(MemorySystem& ms, PagesOrFolios& pofs, ListHead* list) {
   for (size_t i = 0; i < pofs.size(); ++i) {
     Folio* folio = pofs.folio(i);
     if (folio == nullptr || !is_device_coherent_page(&folio->page)) continue;
@@ -151,11 +150,18 @@ long migrate_unpinnable(MemorySystem& ms, PagesOrFolios& pofs, ListHead* list) {
   return ret;
 }
 
-long check_and_migrate(MemorySystem& ms, PagesOrFolios pofs) {
+// 0: every folio is pinnable where it is; otherwise the pins are gone and
+// migrate_longterm_unpinnable_folios says why (-EAGAIN: pin again).
+long check_and_migrate_movable_pages_or_folios(MemorySystem& ms, PagesOrFolios pofs) {
   ListHead list;
   init_list_head(&list);
-  if (collect_unpinnable(ms, pofs, &list) == 0) return 0;
-  return migrate_unpinnable(ms, pofs, &list);
+  if (collect_longterm_unpinnable_folios(ms, pofs, &list) == 0) return 0;
+  return migrate_longterm_unpinnable_folios(ms, pofs, &list);
+}
+
+long check_and_migrate_movable_pages(MemorySystem& ms, unsigned long nr_pages, Page** pages) {
+  return check_and_migrate_movable_pages_or_folios(
+      ms, PagesOrFolios(std::span<Page*>(pages, static_cast<size_t>(nr_pages))));
 }
 
 constexpr PolicyInfo kLongtermPolicies[] = {
@@ -185,8 +191,7 @@ long __gup_longterm_locked(Mm& mm, unsigned long start, unsigned long nr_pages, 
       rc = nr_pinned;
       break;
     }
-    rc = check_and_migrate(mm.ms(),
-                           PagesOrFolios(std::span<Page*>(pages, static_cast<size_t>(nr_pinned))));
+    rc = check_and_migrate_movable_pages(mm.ms(), static_cast<unsigned long>(nr_pinned), pages);
   } while (rc == -EAGAIN);
   memalloc_pin_restore(scope);
   return rc != 0 ? rc : nr_pinned;
@@ -194,7 +199,7 @@ long __gup_longterm_locked(Mm& mm, unsigned long start, unsigned long nr_pages, 
 
 long check_and_migrate_movable_folios(MemorySystem& ms, std::span<Folio*> folios) {
   if (ms.longterm_pin_policy() == LongtermPinPolicy::kInPlace) return 0;
-  return check_and_migrate(ms, PagesOrFolios(folios));
+  return check_and_migrate_movable_pages_or_folios(ms, PagesOrFolios(folios));
 }
 
 }  // namespace pinmm

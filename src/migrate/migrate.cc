@@ -180,11 +180,10 @@ int folio_expected_refs(const AddressSpace* mapping, const Folio* folio) {
   return refs;
 }
 
-// __folio_migrate_mapping: dst takes src's place (page-cache slot, index,
-// mapping). For page-cache folios, src's refcount is frozen at `expected`
-// under the cache lock so that no lookup can take a new reference while the
-// slot changes; -EAGAIN if someone holds one.
-int folio_migrate_mapping(AddressSpace* mapping, Folio* dst, Folio* src, int expected) {
+// For page-cache folios, src's refcount is frozen at `expected` under the
+// cache lock so that no lookup can take a new reference while the slot
+// changes; -EAGAIN if someone holds one.
+int __folio_migrate_mapping(AddressSpace* mapping, Folio* dst, Folio* src, int expected) {
   if (mapping == nullptr) {
     // Anonymous: the brief freeze keeps out a racing deferred split.
     if (folio_ref_count(src) != expected) return -EAGAIN;
@@ -218,6 +217,12 @@ int folio_migrate_mapping(AddressSpace* mapping, Folio* dst, Folio* src, int exp
   return MIGRATEPAGE_SUCCESS;
 }
 
+int folio_migrate_mapping(AddressSpace* mapping, Folio* dst, Folio* src, int extra_count) {
+  const int expected = folio_expected_refs(mapping, src) + extra_count;
+  if (folio_ref_count(src) != expected) return -EAGAIN;
+  return __folio_migrate_mapping(mapping, dst, src, expected);
+}
+
 // folio_migrate_flags.
 void folio_migrate_flags(Folio* dst, Folio* src) {
   if (folio_test_referenced(src)) folio_set_referenced(dst);
@@ -241,27 +246,28 @@ void folio_migrate_flags(Folio* dst, Folio* src) {
 
 namespace {
 
-// __migrate_folio: the refcount check, the copy, the mapping switch.
-int migrate_folio(const Migration& m, AddressSpace* mapping, Folio* dst, Folio* src) {
+// The refcount check, the copy, the mapping switch.
+int __migrate_folio(const Migration& m, AddressSpace* mapping, Folio* dst, Folio* src) {
   const int expected = folio_expected_refs(mapping, src);
   // Cheap check before copying: any extra reference (a pin, a GUP
   // reference, a per-CPU LRU batch) makes migration pointless.
   if (folio_ref_count(src) != expected) return -EAGAIN;
   if (m.ms.injector().should_fail(inject_point_migrate::kFolioCopy)) return -EHWPOISON;
   m.ms.frames().copy(folio_pfn(dst), folio_pfn(src), PageCount(folio_nr_pages(src)));
-  const int rc = folio_migrate_mapping(mapping, dst, src, expected);
+  const int rc = __folio_migrate_mapping(mapping, dst, src, expected);
   if (rc != MIGRATEPAGE_SUCCESS) return rc;
   folio_migrate_flags(dst, src);
   return MIGRATEPAGE_SUCCESS;
 }
 
 // move_to_new_folio. Every pinmm file system migrates page-cache folios
-// with migrate_folio (tmpfs and hugetlbfs as Linux does; the ext4 stand-in
-// has no buffer heads, where buffer_migrate_folio falls back to it too).
+// with migrate_folio, which is __migrate_folio once writeback is done
+// (tmpfs and hugetlbfs as Linux does; the ext4 stand-in has no buffer
+// heads, where buffer_migrate_folio falls back to it too).
 int move_to_new_folio(const Migration& m, Folio* dst, Folio* src) {
   MM_BUG_ON(!folio_test_locked(src) || !folio_test_locked(dst), src);
   if (m.ms.injector().should_fail(inject_point_migrate::kMoveFolio)) return -EAGAIN;
-  const int rc = migrate_folio(m, folio_mapping(src), dst, src);
+  const int rc = __migrate_folio(m, folio_mapping(src), dst, src);
   // A page-cache source must not reach the allocator with its mapping set;
   // an anonymous one stays anonymous until freed.
   if (rc == MIGRATEPAGE_SUCCESS && !folio_test_anon(src)) src->page.set_mapping(0);

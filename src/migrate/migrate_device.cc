@@ -431,8 +431,7 @@ void migrate_device_commit(MemorySystem& ms, uint64_t* src, const uint64_t* dst,
     }
     MM_BUG_ON(folio_test_writeback(folio), folio);
     const int extra = (m != nullptr && m->fault_page == page) ? 1 : 0;
-    const int rc = folio_migrate_mapping(mapping, newfolio, folio,
-                                         folio_expected_refs(mapping, folio) + extra);
+    const int rc = folio_migrate_mapping(mapping, newfolio, folio, extra);
     if (rc != MIGRATEPAGE_SUCCESS) {
       src[i] &= ~MIGRATE_PFN_MIGRATE;
     } else {

@@ -133,10 +133,13 @@ class AddressSpace;
 // unexpected ones: the caller's (isolation) reference, plus one per page
 // for the page cache and one for PG_private when it has a mapping.
 int folio_expected_refs(const AddressSpace* mapping, const Folio* folio);
-// __folio_migrate_mapping: dst takes src's place (page-cache slot, index,
-// mapping, swap-backedness). -EAGAIN unless src holds exactly `expected`
-// references (frozen while a page-cache slot changes).
-int folio_migrate_mapping(AddressSpace* mapping, Folio* dst, Folio* src, int expected);
+// dst takes src's place (page-cache slot, index, mapping,
+// swap-backedness). -EAGAIN unless src holds exactly `expected` references
+// (frozen while a page-cache slot changes).
+int __folio_migrate_mapping(AddressSpace* mapping, Folio* dst, Folio* src, int expected);
+// The same, expecting folio_expected_refs() plus `extra_count` references
+// (a device fault's own reference on the faulting page, say).
+int folio_migrate_mapping(AddressSpace* mapping, Folio* dst, Folio* src, int extra_count);
 // folio_migrate_flags: referenced, uptodate, active/unevictable,
 // workingset, dirty, young, idle follow the contents to dst.
 void folio_migrate_flags(Folio* dst, Folio* src);
