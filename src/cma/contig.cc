@@ -21,7 +21,7 @@ constexpr uint64_t COMPACT_CLUSTER_MAX = 32;  // SWAP_CLUSTER_MAX pages per batc
 
 // __alloc_contig_verify_gfp_mask: the flags the caller may pass, and the
 // mask migration allocates with.
-int verify_gfp_mask(Gfp gfp, Gfp* cc_gfp) {
+int __alloc_contig_verify_gfp_mask(Gfp gfp, Gfp* cc_gfp) {
   const Gfp reclaim_mask = __GFP_IO | __GFP_FS | __GFP_RECLAIM;
   const Gfp action_mask =
       __GFP_COMP | __GFP_RETRY_MAYFAIL | __GFP_NOWARN | __GFP_ZERO | __GFP_ZEROTAGS;
@@ -69,8 +69,8 @@ uint64_t isolate_migratepages_range(MemorySystem& ms, Pfn* pfn, Pfn end, ListHea
 // __alloc_contig_migrate_range: empties [start, end) by migration to the
 // range's node. 0, -EBUSY (the same batch survived 5 attempts), -EINTR,
 // -ENOMEM. What stayed behind is described into `blocked`.
-int alloc_contig_migrate_range(MemorySystem& ms, Zone& zone, Pfn start, Pfn end,
-                               MigrateType migratetype, Gfp cc_gfp, BlockedOperation* blocked) {
+int __alloc_contig_migrate_range(MemorySystem& ms, Zone& zone, Pfn start, Pfn end,
+                                 MigrateType migratetype, Gfp cc_gfp, BlockedOperation* blocked) {
   MigrationTargetControl mtc;
   mtc.nid = zone.nid();
   mtc.gfp_mask = cc_gfp;
@@ -128,7 +128,7 @@ int alloc_contig_range(MemorySystem& ms, Pfn start, Pfn end, MigrateType migrate
   if (!zone.zone_spans_pfn(end - PageCount(1))) return -EINVAL;
   gfp = current_gfp_context(gfp);
   Gfp cc_gfp = GFP_NONE;
-  if (verify_gfp_mask(gfp, &cc_gfp) != 0) return -EINVAL;
+  if (__alloc_contig_verify_gfp_mask(gfp, &cc_gfp) != 0) return -EINVAL;
 
   Pfn refused{0};
   if (start_isolate_page_range(ms, start, end, migratetype, 0, &refused) != 0) {
@@ -136,7 +136,7 @@ int alloc_contig_range(MemorySystem& ms, Pfn start, Pfn end, MigrateType migrate
       add_blocker(*blocked, describe_blocker(ms, refused, BlockReason::kUnmovable));
     return -EBUSY;
   }
-  int ret = alloc_contig_migrate_range(ms, zone, start, end, migratetype, cc_gfp, blocked);
+  int ret = __alloc_contig_migrate_range(ms, zone, start, end, migratetype, cc_gfp, blocked);
   if (ret == 0 || ret == -EBUSY) {
     // -EBUSY falls through: the busy pages may have been freed meanwhile;
     // test_pages_isolated decides.

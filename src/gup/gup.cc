@@ -57,7 +57,7 @@ bool can_follow_write(bool entry_writable, const Page* page, const Vma* vma, Fol
 
 // no_page_table: FOLL_DUMP wants an error for holes a fault would fill
 // with zeros (anonymous memory, or no fault handler).
-Followed no_page(const Vma* vma, Foll flags) {
+Followed no_page_table(const Vma* vma, Foll flags) {
   Followed r;
   if (any(flags & FOLL_DUMP) &&
       (vma_is_anonymous(vma) || vma->vm_ops == nullptr || vma->vm_ops->fault == nullptr))
@@ -86,11 +86,11 @@ Followed grab_leaf(const Vma* vma, Page* page, bool writable, Foll flags, uint64
   return r;
 }
 
-Followed follow_pud_leaf(Vma* vma, pud_t* pud, VirtAddr addr, Foll flags) {
+Followed follow_huge_pud(Vma* vma, pud_t* pud, VirtAddr addr, Foll flags) {
   Mm& mm = vma->vm_mm();
   SpinGuard g(pud_lockptr(mm, pud));
   const pud_t v = pudp_get(pud);
-  if (!pud_leaf(v)) return no_page(vma, flags);
+  if (!pud_leaf(v)) return no_page_table(vma, flags);
   Page* page =
       mm.ms().pfn_to_page(pud_pfn(v) + PageCount((addr.value() & ~PUD_MASK) >> PAGE_SHIFT));
   if (any(flags & FOLL_WRITE) && !can_follow_write(pud_write(v), page, vma, flags))
@@ -98,16 +98,16 @@ Followed follow_pud_leaf(Vma* vma, pud_t* pud, VirtAddr addr, Foll flags) {
   return grab_leaf(vma, page, pud_write(v), flags, (uint64_t{1} << HPAGE_PUD_ORDER) - 1);
 }
 
-Followed follow_pte(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
+Followed follow_page_pte(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
   Mm& mm = vma->vm_mm();
   MemorySystem& ms = mm.ms();
   LockedPte lp = pte_offset_map_lock(mm, pmd, addr);
-  if (!lp) return no_page(vma, flags);
+  if (!lp) return no_page_table(vma, flags);
   const pte_t pte = ptep_get(lp.pte);
   Followed r;
   if (!pte_present(pte) || pte_protnone(pte)) {
     // Swap-type entries (migration, device) are faulted: the fault waits.
-    r = pte_none(pte) ? no_page(vma, flags) : Followed{};
+    r = pte_none(pte) ? no_page_table(vma, flags) : Followed{};
   } else {
     Page* page = vm_normal_page(vma, addr, pte);
     if (any(flags & FOLL_WRITE) && !can_follow_write(pte_write(pte), page, vma, flags)) {
@@ -128,16 +128,17 @@ Followed follow_pte(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
   return r;
 }
 
-Followed follow_pmd(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) NO_THREAD_SAFETY_ANALYSIS {
+Followed follow_pmd_mask(Vma* vma, pmd_t* pmd, VirtAddr addr,
+                         Foll flags) NO_THREAD_SAFETY_ANALYSIS {
   Mm& mm = vma->vm_mm();
   const pmd_t v = pmdp_get(pmd);
-  if (pmd_none(v)) return no_page(vma, flags);
+  if (pmd_none(v)) return no_page_table(vma, flags);
   if (!pmd_present(v)) return Followed{};  // a migration entry: fault and wait
-  if (!pmd_leaf(v)) return follow_pte(vma, pmd, addr, flags);
+  if (!pmd_leaf(v)) return follow_page_pte(vma, pmd, addr, flags);
   if (any(flags & FOLL_SPLIT_PMD) && !is_vm_hugetlb_page(vma)) {
     // The page stays whole; only its mapping becomes 512 PTEs.
     split_huge_pmd(vma, pmd, addr);
-    return follow_pte(vma, pmd, addr, flags);
+    return follow_page_pte(vma, pmd, addr, flags);
   }
   SpinLock& ptl = pmd_lockptr(mm, pmd);
   ptl_lock(&ptl);
@@ -145,7 +146,7 @@ Followed follow_pmd(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) NO_THREAD_S
   Followed r;
   if (!pmd_leaf(cur)) {
     ptl_unlock(&ptl);
-    return follow_pmd(vma, pmd, addr, flags);  // split or zapped meanwhile
+    return follow_pmd_mask(vma, pmd, addr, flags);  // split or zapped meanwhile
   }
   Page* head = mm.ms().pfn_to_page(pmd_pfn(cur));
   Page* page = head + ((addr.value() & ~PMD_MASK) >> PAGE_SHIFT);
@@ -164,11 +165,11 @@ Followed follow_pmd(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) NO_THREAD_S
 Followed follow_page_mask(Vma* vma, VirtAddr addr, Foll flags) {
   Mm& mm = vma->vm_mm();
   pud_t* pud = pud_offset(mm, addr);
-  if (pud == nullptr) return no_page(vma, flags);
-  if (pud_leaf(pudp_get(pud))) return follow_pud_leaf(vma, pud, addr, flags);
+  if (pud == nullptr) return no_page_table(vma, flags);
+  if (pud_leaf(pudp_get(pud))) return follow_huge_pud(vma, pud, addr, flags);
   pmd_t* pmd = pmd_offset(mm, addr);
-  if (pmd == nullptr) return no_page(vma, flags);
-  return follow_pmd(vma, pmd, addr, flags);
+  if (pmd == nullptr) return no_page_table(vma, flags);
+  return follow_pmd_mask(vma, pmd, addr, flags);
 }
 
 int vm_fault_to_errno(VmFault ret, Foll flags) {

@@ -34,7 +34,7 @@ bool access_permitted(uint64_t entry, Foll flags) {
 // gup_fast_folio_allowed. Debian's kernel has CONFIG_SECRETMEM, so the
 // mapping is looked at for every non-pin grab too (a truncated folio is
 // refused).
-bool folio_allowed(const Folio* folio, Foll flags) {
+bool gup_fast_folio_allowed(const Folio* folio, Foll flags) {
   const bool reject_file_backed =
       (flags & (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE)) == (FOLL_PIN | FOLL_LONGTERM | FOLL_WRITE);
   const bool check_mapping = reject_file_backed || !any(flags & FOLL_PIN);
@@ -59,7 +59,7 @@ struct FastWalk {
 // whose value was `entry`; false (grab undone) to stop the walk.
 bool keep_grab(FastWalk& w, Folio* folio, int refs, bool still_same, bool writable,
                const Page* page) {
-  if (!still_same || !folio_allowed(folio, w.flags) ||
+  if (!still_same || !gup_fast_folio_allowed(folio, w.flags) ||
       (!writable && gup_must_unshare(nullptr, w.flags, page))) {
     gup_put_folio(folio, refs, w.flags);
     return false;
@@ -68,7 +68,7 @@ bool keep_grab(FastWalk& w, Folio* folio, int refs, bool still_same, bool writab
   return true;
 }
 
-bool fast_pte_range(FastWalk& w, pmd_t* pmdp, pmd_t pmd, VirtAddr addr, VirtAddr end) {
+bool gup_fast_pte_range(FastWalk& w, pmd_t* pmdp, pmd_t pmd, VirtAddr addr, VirtAddr end) {
   MemorySystem& ms = w.mm.ms();
   pte_t* ptep = pte_offset_map(w.mm, pmd, addr);
   for (; addr < end; addr = addr + PAGE_SIZE, ++ptep) {
@@ -102,7 +102,7 @@ bool fast_leaf(FastWalk& w, E* entryp, E entry, uint64_t leaf_size, VirtAddr add
   return true;
 }
 
-bool fast_pmd_range(FastWalk& w, pud_t* pudp, VirtAddr addr, VirtAddr end) {
+bool gup_fast_pmd_range(FastWalk& w, pud_t* pudp, VirtAddr addr, VirtAddr end) {
   (void)pudp;
   while (addr < end) {
     const VirtAddr next(std::min(end.value(), (addr.value() & PMD_MASK) + PMD_SIZE));
@@ -112,7 +112,7 @@ bool fast_pmd_range(FastWalk& w, pud_t* pudp, VirtAddr addr, VirtAddr end) {
     if (!pmd_present(pmd) || pte_protnone(pte_t{pmd.val})) return false;
     if (pmd_leaf(pmd)) {
       if (!fast_leaf(w, pmdp, pmd, PMD_SIZE, addr, next)) return false;
-    } else if (!fast_pte_range(w, pmdp, pmd, addr, next)) {
+    } else if (!gup_fast_pte_range(w, pmdp, pmd, addr, next)) {
       return false;
     }
     addr = next;
@@ -120,7 +120,7 @@ bool fast_pmd_range(FastWalk& w, pud_t* pudp, VirtAddr addr, VirtAddr end) {
   return true;
 }
 
-void fast_range(FastWalk& w, VirtAddr addr, VirtAddr end) {
+void gup_fast_pgd_range(FastWalk& w, VirtAddr addr, VirtAddr end) {
   while (addr < end) {
     const VirtAddr next(std::min(end.value(), (addr.value() & PUD_MASK) + PUD_SIZE));
     pud_t* pudp = pud_offset(w.mm, addr);
@@ -129,7 +129,7 @@ void fast_range(FastWalk& w, VirtAddr addr, VirtAddr end) {
     if (!pud_present(pud)) return;
     if (pud_leaf(pud)) {
       if (!fast_leaf(w, pudp, pud, PUD_SIZE, addr, next)) return;
-    } else if (!fast_pmd_range(w, pudp, addr, next)) {
+    } else if (!gup_fast_pmd_range(w, pudp, addr, next)) {
       return;
     }
     addr = next;
@@ -147,7 +147,7 @@ long gup_fast(Mm& mm, VirtAddr start, VirtAddr end, Foll flags, Page** pages) {
   {
     TlbModel::Access cpu(mm.tlb());
     rcu::ReadSection rs;
-    fast_range(w, start, end);
+    gup_fast_pgd_range(w, start, end);
   }
   if (any(flags & FOLL_PIN) && mm.write_protect_seq.retry(seq)) {
     unpin_pages_untracked(std::span<Page* const>(pages, static_cast<size_t>(w.nr)));

@@ -19,8 +19,8 @@ namespace {
 
 // One present PTE becomes a device-exclusive entry; false if the entry is
 // not present (already exclusive, or PMD-mapped), which ends the walk.
-bool make_exclusive_one(Folio* folio, const PageVmaMapped& m, Mm& want_mm, VirtAddr want_addr,
-                        bool* valid) {
+bool page_make_device_exclusive_one(Folio* folio, const PageVmaMapped& m, Mm& want_mm,
+                                    VirtAddr want_addr, bool* valid) {
   if (m.pte == nullptr || !pte_present(ptep_get(m.pte))) return false;
   Mm& mm = m.vma->vm_mm();
   if (&mm == &want_mm && m.address == want_addr) *valid = true;
@@ -48,7 +48,7 @@ bool folio_make_device_exclusive(Folio* folio, Mm& mm, VirtAddr addr, const void
                                  MMU_NOTIFY_EXCLUSIVE, owner};
     mmu_notifier_invalidate_range_start(range);
     const bool done = page_vma_mapped_walk(folio, vma, /*migration=*/false, [&](PageVmaMapped& m) {
-      return make_exclusive_one(folio, m, mm, addr, &valid);
+      return page_make_device_exclusive_one(folio, m, mm, addr, &valid);
     });
     mmu_notifier_invalidate_range_end(range);
     return done;

@@ -389,8 +389,8 @@ void migrate_vma_insert_page(MigrateVma* m, VirtAddr addr, Page* page, uint64_t*
   *src = MIGRATE_PFN_MIGRATE;
 }
 
-void migrate_device_commit(MemorySystem& ms, uint64_t* src, const uint64_t* dst, uint64_t npages,
-                           MigrateVma* m) {
+void __migrate_device_pages(MemorySystem& ms, uint64_t* src, const uint64_t* dst, uint64_t npages,
+                            MigrateVma* m) {
   MmuNotifierRange range;
   bool notified = false;
   for (uint64_t i = 0; i < npages; ++i) {
@@ -468,12 +468,12 @@ int migrate_vma_setup(MigrateVma* args) {
 }
 
 void migrate_vma_pages(MigrateVma* args) {
-  migrate_device_commit(args->vma->vm_mm().ms(), args->src, args->dst, args->npages, args);
+  __migrate_device_pages(args->vma->vm_mm().ms(), args->src, args->dst, args->npages, args);
 }
 
 void migrate_device_pages(MemorySystem& ms, uint64_t* src_pfns, uint64_t* dst_pfns,
                           uint64_t npages) {
-  migrate_device_commit(ms, src_pfns, dst_pfns, npages, nullptr);
+  __migrate_device_pages(ms, src_pfns, dst_pfns, npages, nullptr);
 }
 
 void migrate_device_finalize(MemorySystem& ms, uint64_t* src_pfns, uint64_t* dst_pfns,

@@ -70,7 +70,7 @@ int with_folio_at(Vma* vma, VirtAddr addr, Fn&& fn) {
 
 // __add_folio_for_migration: 1 if queued, 0 if already on `node`, or the
 // page's status errno.
-int add_folio(Folio* folio, int node, ListHead* pagelist, bool migrate_all) {
+int __add_folio_for_migration(Folio* folio, int node, ListHead* pagelist, bool migrate_all) {
   MemorySystem& ms = page_memory_system(&folio->page);
   if (is_zero_folio(folio) || ms.is_zero_pfn(folio_pfn(folio))) return -EFAULT;
   if (folio_zone(folio)->type() == ZONE_DEVICE) return -ENOENT;
@@ -85,18 +85,19 @@ int add_folio(Folio* folio, int node, ListHead* pagelist, bool migrate_all) {
   return -EBUSY;
 }
 
-int add_folio_for_migration(Mm& mm, VirtAddr addr, int node, ListHead* pagelist, bool migrate_all) {
+int __add_folio_for_migration(Mm& mm, VirtAddr addr, int node, ListHead* pagelist,
+                              bool migrate_all) {
   ReadGuard g(mm.mmap_lock);
   Vma* vma = mm.vma_lookup(addr);
   if (vma == nullptr || !vma_migratable(vma)) return -EFAULT;
   return with_folio_at(vma, addr, [&](Folio* folio) {
     if (mm.vm().is_huge_zero_folio(folio)) return -EFAULT;
-    return add_folio(folio, node, pagelist, migrate_all);
+    return __add_folio_for_migration(folio, node, pagelist, migrate_all);
   });
 }
 
 // do_move_pages_to_node: 0, the number of folios not migrated, or -ENOMEM.
-int move_pages_to_node(MemorySystem& ms, ListHead* pagelist, int node) {
+int do_move_pages_to_node(MemorySystem& ms, ListHead* pagelist, int node) {
   MigrationTargetControl mtc;
   mtc.nid = node;
   mtc.gfp_mask = GFP_HIGHUSER_MOVABLE | __GFP_THISNODE;
@@ -111,10 +112,10 @@ void store_status(std::span<int> status, size_t start, int value, size_t nr) {
     status[i] = value;
 }
 
-long move_and_store_status(MemorySystem& ms, int node, ListHead* pagelist, std::span<int> status,
-                           size_t start, size_t i, size_t nr_pages) {
+long move_pages_and_store_status(MemorySystem& ms, int node, ListHead* pagelist,
+                                 std::span<int> status, size_t start, size_t i, size_t nr_pages) {
   if (list_empty(pagelist)) return 0;
-  long err = move_pages_to_node(ms, pagelist, node);
+  long err = do_move_pages_to_node(ms, pagelist, node);
   if (err != 0) {
     if (err > 0) err += static_cast<long>(nr_pages - i);
     return err;
@@ -124,7 +125,7 @@ long move_and_store_status(MemorySystem& ms, int node, ListHead* pagelist, std::
 }
 
 // do_pages_stat: each page's node, or its errno.
-void pages_stat(Mm& mm, std::span<const VirtAddr> pages, std::span<int> status) {
+void do_pages_stat_array(Mm& mm, std::span<const VirtAddr> pages, std::span<int> status) {
   ReadGuard g(mm.mmap_lock);
   for (size_t i = 0; i < pages.size(); ++i) {
     Vma* vma = mm.vma_lookup(pages[i]);
@@ -150,7 +151,7 @@ Result<long> move_pages(Mm& mm, std::span<const VirtAddr> pages, std::span<const
   if (status.size() < pages.size() || (!nodes.empty() && nodes.size() < pages.size()))
     return Errno(EFAULT);
   if (nodes.empty()) {
-    pages_stat(mm, pages, status);
+    do_pages_stat_array(mm, pages, status);
     return 0L;
   }
   MemorySystem& ms = mm.ms();
@@ -173,7 +174,7 @@ Result<long> move_pages(Mm& mm, std::span<const VirtAddr> pages, std::span<const
       current_node = node;
       start = i;
     } else if (node != current_node) {
-      err = move_and_store_status(ms, current_node, &pagelist, status, start, i, nr_pages);
+      err = move_pages_and_store_status(ms, current_node, &pagelist, status, start, i, nr_pages);
       if (err != 0) {
         flush = false;
         break;
@@ -182,12 +183,12 @@ Result<long> move_pages(Mm& mm, std::span<const VirtAddr> pages, std::span<const
       current_node = node;
     }
     int rc =
-        add_folio_for_migration(mm, pages[i], current_node, &pagelist, flags & MPOL_MF_MOVE_ALL);
+        __add_folio_for_migration(mm, pages[i], current_node, &pagelist, flags & MPOL_MF_MOVE_ALL);
     if (rc > 0) continue;  // queued; its status comes with the move
     if (rc == -EEXIST) rc = -EFAULT;
     status[i] = rc != 0 ? rc : current_node;
     // Flush what is queued so that the statuses stay in order.
-    err = move_and_store_status(ms, current_node, &pagelist, status, start, i, nr_pages);
+    err = move_pages_and_store_status(ms, current_node, &pagelist, status, start, i, nr_pages);
     if (err != 0) {
       if (err > 0) --err;  // this page was not queued
       flush = false;
@@ -197,7 +198,7 @@ Result<long> move_pages(Mm& mm, std::span<const VirtAddr> pages, std::span<const
   }
   if (flush) {
     const long err1 =
-        move_and_store_status(ms, current_node, &pagelist, status, start, i, nr_pages);
+        move_pages_and_store_status(ms, current_node, &pagelist, status, start, i, nr_pages);
     if (err >= 0) err = err1;
   }
   lru_cache_enable(ms);

@@ -585,7 +585,7 @@ namespace {
 
 // Whether the injector fails this allocation (should_fail_alloc_page: a
 // __GFP_NOFAIL request is never failed on purpose).
-bool should_fail_alloc(MemorySystem& ms, Gfp gfp, MigrateType mt) {
+bool should_fail_alloc_page(MemorySystem& ms, Gfp gfp, MigrateType mt) {
   if (any(gfp & __GFP_NOFAIL)) return false;
   Injector& inj = ms.injector();
   if (inj.should_fail(inject_point::kAllocPages)) return true;
@@ -616,7 +616,7 @@ Page* get_page_from_freelist(MemorySystem& ms, int nid, Gfp gfp, unsigned order,
 // The flags of the slow path (gfp_to_alloc_flags): the min watermark,
 // lowered for __GFP_HIGH and for non-blocking requests, and no watermark at
 // all for tasks in PF_MEMALLOC or requests with __GFP_MEMALLOC.
-uint32_t slowpath_alloc_flags(Gfp gfp) {
+uint32_t gfp_to_alloc_flags(Gfp gfp) {
   uint32_t flags = ALLOC_WMARK_MIN;
   if (any(gfp & __GFP_HIGH)) flags |= ALLOC_MIN_RESERVE;
   if (!any(gfp & __GFP_DIRECT_RECLAIM)) {
@@ -643,10 +643,10 @@ Page* __alloc_pages(MemorySystem& ms, Gfp gfp, Order order, int nid, const NodeM
   }
   const MigrateType mt = gfp_migratetype(gfp);
   Page* page = nullptr;
-  if (!should_fail_alloc(ms, gfp, mt)) {
+  if (!should_fail_alloc_page(ms, gfp, mt)) {
     const uint32_t fast_flags = ALLOC_WMARK_LOW | (mt == MIGRATE_MOVABLE ? ALLOC_CMA : 0u);
     page = get_page_from_freelist(ms, nid, gfp, order.value(), fast_flags, nodemask);
-    const uint32_t slow_flags = slowpath_alloc_flags(gfp);
+    const uint32_t slow_flags = gfp_to_alloc_flags(gfp);
     if (page == nullptr)
       page = get_page_from_freelist(ms, nid, gfp, order.value(), slow_flags, nodemask);
     // __GFP_NOFAIL may dip into the reserves above the min watermark's

@@ -316,7 +316,7 @@ VmFault do_wp_page(VmFaultInfo& vmf) {
 
 namespace {
 
-VmFault do_locked_file_fault(VmFaultInfo& vmf) {
+VmFault __do_fault(VmFaultInfo& vmf) {
   if (vmf.vma->vm_ops == nullptr || vmf.vma->vm_ops->fault == nullptr) return VM_FAULT_SIGBUS;
   const VmFault ret = VmFault{vmf.vma->vm_ops->fault(vmf)};
   if (any(ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY))) return ret;
@@ -359,7 +359,7 @@ void unlock_and_put(Page* page) {
 }
 
 VmFault do_read_fault(VmFaultInfo& vmf) {
-  VmFault ret = do_locked_file_fault(vmf);
+  VmFault ret = __do_fault(vmf);
   if (any(ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY))) return ret;
   Page* page = vmf.page;
   const VmFault fin = finish_fault(vmf, page, false);
@@ -373,7 +373,7 @@ VmFault do_cow_fault(VmFaultInfo& vmf) {
   if (!anon_vma_prepare(vma).ok()) return VM_FAULT_OOM;
   Folio* copy = vma_alloc_anon_folio(vma, false);
   if (copy == nullptr) return VM_FAULT_OOM;
-  VmFault ret = do_locked_file_fault(vmf);
+  VmFault ret = __do_fault(vmf);
   if (any(ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY))) {
     folio_put(copy);
     return ret;
@@ -388,7 +388,7 @@ VmFault do_cow_fault(VmFaultInfo& vmf) {
 
 VmFault do_shared_fault(VmFaultInfo& vmf) {
   Vma* vma = vmf.vma;
-  VmFault ret = do_locked_file_fault(vmf);
+  VmFault ret = __do_fault(vmf);
   if (any(ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY))) return ret;
   Folio* folio = page_folio(vmf.page);
   if (vma->vm_ops->page_mkwrite != nullptr) {

@@ -121,7 +121,7 @@ bool migrate_one_pte(Folio* folio, const PageVmaMapped& m, TlbFlushBatch* batch)
 }
 
 // set_pmd_migration_entry (THP) or the hugetlb PMD case.
-bool migrate_one_pmd(Folio* folio, const PageVmaMapped& m, TlbFlushBatch* batch) {
+bool set_pmd_migration_entry(Folio* folio, const PageVmaMapped& m, TlbFlushBatch* batch) {
   Mm& mm = m.vma->vm_mm();
   const pmd_t old = clear_entry(mm, m.pmd, batch);
   const bool hugetlb = folio_test_hugetlb(folio);
@@ -168,27 +168,37 @@ void split_pmd_mappings(Folio* folio) {
 
 }  // namespace
 
+namespace {
+
+// One VMA's mappings of the folio become migration entries, under one
+// MMU-notifier invalidation; false stops the rmap walk.
+bool try_to_migrate_one(Folio* folio, Vma* vma, VirtAddr addr, TlbFlushBatch* batch) {
+  const MmuNotifierRange range = folio_range(folio, vma, addr);
+  mmu_notifier_invalidate_range_start(range);
+  const bool done = page_vma_mapped_walk(folio, vma, /*migration=*/false, [&](PageVmaMapped& m) {
+    if (m.pud != nullptr) return true;  // 1 GiB hugetlb: callers refuse it
+    return m.pte != nullptr ? migrate_one_pte(folio, m, batch)
+                            : set_pmd_migration_entry(folio, m, batch);
+  });
+  mmu_notifier_invalidate_range_end(range);
+  return done;
+}
+
+}  // namespace
+
 void try_to_migrate(Folio* folio, unsigned ttu_flags, TlbFlushBatch* batch) {
   MM_BUG_ON(!folio_test_locked(folio), folio);
   MM_BUG_ON((ttu_flags & TTU_BATCH_FLUSH) && batch == nullptr, folio);
   if (!(ttu_flags & TTU_BATCH_FLUSH)) batch = nullptr;
   if ((ttu_flags & TTU_SPLIT_HUGE_PMD) && folio_test_large(folio) && !folio_test_hugetlb(folio))
     split_pmd_mappings(folio);
-  rmap_walk(folio, [&](Vma* vma, VirtAddr addr) {
-    const MmuNotifierRange range = folio_range(folio, vma, addr);
-    mmu_notifier_invalidate_range_start(range);
-    const bool done = page_vma_mapped_walk(folio, vma, /*migration=*/false, [&](PageVmaMapped& m) {
-      if (m.pud != nullptr) return true;  // 1 GiB hugetlb: callers refuse it
-      return m.pte != nullptr ? migrate_one_pte(folio, m, batch) : migrate_one_pmd(folio, m, batch);
-    });
-    mmu_notifier_invalidate_range_end(range);
-    return done;
-  });
+  rmap_walk(folio,
+            [&](Vma* vma, VirtAddr addr) { return try_to_migrate_one(folio, vma, addr, batch); });
 }
 
 namespace {
 
-void remove_one_pte(Folio* src, Folio* dst, const PageVmaMapped& m) {
+void remove_migration_pte(Folio* src, Folio* dst, const PageVmaMapped& m) {
   const swp_entry_t e = pte_to_swp_entry(ptep_get(m.pte));
   const uint64_t i = (swp_offset_pfn(e) - folio_pfn(src)).value();
   Page* page = folio_page(dst, i);
@@ -216,7 +226,7 @@ void remove_one_pte(Folio* src, Folio* dst, const PageVmaMapped& m) {
   set_pte(m.pte, pte);
 }
 
-void remove_one_pmd(Folio* dst, const PageVmaMapped& m) {
+void remove_migration_pmd(Folio* dst, const PageVmaMapped& m) {
   const swp_entry_t e = pmd_to_swp_entry(pmdp_get(m.pmd));
   Vma* vma = m.vma;
   pmd_t pmd = pfn_pmd(folio_pfn(dst), vma->vm_page_prot);
@@ -249,9 +259,9 @@ void remove_migration_ptes(Folio* src, Folio* dst) {
     page_vma_mapped_walk(src, vma, /*migration=*/true, [&](PageVmaMapped& m) {
       if (m.pte != nullptr) {
         if (is_swap_pte(ptep_get(m.pte)) && is_migration_entry(pte_to_swp_entry(ptep_get(m.pte))))
-          remove_one_pte(src, dst, m);
+          remove_migration_pte(src, dst, m);
       } else if (m.pmd != nullptr && is_swap_pmd(pmdp_get(m.pmd))) {
-        remove_one_pmd(dst, m);
+        remove_migration_pmd(dst, m);
       }
       return true;
     });

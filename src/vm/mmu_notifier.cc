@@ -60,8 +60,8 @@ bool intersects(const MmuIntervalNotifier* sub, const MmuNotifierRange& range) {
 
 }  // namespace
 
-std::vector<MmuIntervalNotifier*> MmuNotifierList::itree_inv_start(const MmuNotifierRange& range,
-                                                                   uint64_t* cur_seq) {
+std::vector<MmuIntervalNotifier*> MmuNotifierList::mn_itree_inv_start_range(
+    const MmuNotifierRange& range, uint64_t* cur_seq) {
   std::vector<MmuIntervalNotifier*> hit;
   MutexGuard g(itree_lock_);
   for (MmuIntervalNotifier* sub : itree_) {
@@ -73,13 +73,13 @@ std::vector<MmuIntervalNotifier*> MmuNotifierList::itree_inv_start(const MmuNoti
   return hit;
 }
 
-void MmuNotifierList::itree_inv_end() {
+void MmuNotifierList::mn_itree_inv_end() {
   bool check = true;
   if (!has_itree_.load(std::memory_order_seq_cst)) {
     active_invalidate_ranges_.fetch_sub(1, std::memory_order_seq_cst);
     // A subscription inserted while we were active made the sequence odd on
     // our account; then we see has_itree_ here (seq_cst, as in
-    // itree_invalidate) and must end the invalidation ourselves.
+    // mn_itree_invalidate) and must end the invalidation ourselves.
     if (!has_itree_.load(std::memory_order_seq_cst)) return;
     check = false;
   }
@@ -106,27 +106,28 @@ void MmuNotifierList::itree_inv_end() {
   wq_.notify_all();
 }
 
-int MmuNotifierList::itree_invalidate(const MmuNotifierRange& range) {
+int MmuNotifierList::mn_itree_invalidate(const MmuNotifierRange& range) {
   // Every invalidation counts as active, with interval subscriptions or not
-  // (seq_cst, against interval_insert's store to has_itree_ and load of this
+  // (seq_cst, against __mmu_interval_notifier_insert's store to has_itree_ and load of this
   // count: one of the two sees the other, so a subscription inserted during
   // an invalidation that skipped the set is treated as covered).
   active_invalidate_ranges_.fetch_add(1, std::memory_order_seq_cst);
   if (!has_itree_.load(std::memory_order_seq_cst)) return 0;
   uint64_t cur_seq = 0;
-  for (MmuIntervalNotifier* sub : itree_inv_start(range, &cur_seq)) {
+  for (MmuIntervalNotifier* sub : mn_itree_inv_start_range(range, &cur_seq)) {
     if (sub->ops_->invalidate(sub, range, cur_seq)) continue;
     // Only a non-blockable range may be refused (the kernel WARNs otherwise
     // and goes on).
     if (MM_WARN_ON_ONCE(mmu_notifier_range_blockable(range))) continue;
-    itree_inv_end();  // the caller will not call end for this start
+    mn_itree_inv_end();  // the caller will not call end for this start
     return -EAGAIN;
   }
   return 0;
 }
 
-int MmuNotifierList::interval_insert(MmuIntervalNotifier* sub, Mm& mm, uint64_t start,
-                                     uint64_t length, MmuIntervalNotifierOps* ops) {
+int MmuNotifierList::__mmu_interval_notifier_insert(MmuIntervalNotifier* sub, Mm& mm,
+                                                    uint64_t start, uint64_t length,
+                                                    MmuIntervalNotifierOps* ops) {
   uint64_t last = 0;
   if (length == 0 || __builtin_add_overflow(start, length - 1, &last)) return -EOVERFLOW;
   if (mm.users() <= 0) return -EINVAL;  // the kernel WARNs: the caller must hold mmget
@@ -206,7 +207,7 @@ uint64_t MmuNotifierList::invalidate_seq() const {
 
 int mmu_interval_notifier_insert(MmuIntervalNotifier* sub, Mm& mm, uint64_t start, uint64_t length,
                                  MmuIntervalNotifierOps* ops) {
-  return mm.notifiers().interval_insert(sub, mm, start, length, ops);
+  return mm.notifiers().__mmu_interval_notifier_insert(sub, mm, start, length, ops);
 }
 
 void mmu_interval_notifier_remove(MmuIntervalNotifier* sub) {
@@ -221,7 +222,7 @@ uint64_t mmu_interval_read_begin(MmuIntervalNotifier* sub) {
 
 int MmuNotifierList::start(const MmuNotifierRange& range) {
   invalidations_.fetch_add(1, std::memory_order_relaxed);
-  if (const int rc = itree_invalidate(range); rc != 0) return rc;
+  if (const int rc = mn_itree_invalidate(range); rc != 0) return rc;
   const auto subs = snapshot();
   for (size_t i = 0; i < subs.size(); ++i) {
     const int rc = subs[i]->invalidate_range_start(range);
@@ -230,7 +231,7 @@ int MmuNotifierList::start(const MmuNotifierRange& range) {
       // Subscribers that already started get their end call.
       for (size_t j = 0; j < i; ++j)
         subs[j]->invalidate_range_end(range);
-      itree_inv_end();
+      mn_itree_inv_end();
       return rc;
     }
   }
@@ -238,7 +239,7 @@ int MmuNotifierList::start(const MmuNotifierRange& range) {
 }
 
 void MmuNotifierList::end(const MmuNotifierRange& range) {
-  itree_inv_end();
+  mn_itree_inv_end();
   for (MmuNotifierOps* ops : snapshot())
     ops->invalidate_range_end(range);
 }
@@ -248,8 +249,8 @@ void MmuNotifierList::release(Mm& mm) {
   const MmuNotifierRange range{
       &mm,    VirtAddr(0), VirtAddr(~uint64_t{0}), MMU_NOTIFIER_RANGE_BLOCKABLE, MMU_NOTIFY_RELEASE,
       nullptr};
-  MM_WARN_ON_ONCE(itree_invalidate(range) != 0);
-  itree_inv_end();
+  MM_WARN_ON_ONCE(mn_itree_invalidate(range) != 0);
+  mn_itree_inv_end();
   for (MmuNotifierOps* ops : snapshot())
     ops->release(mm);
 }

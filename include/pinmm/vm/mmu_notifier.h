@@ -142,8 +142,9 @@ class MmuNotifierList {
   // ---- interval subscriptions (see the top of this file) ----
   // mmu_interval_notifier_insert; -EOVERFLOW for length 0 or an interval
   // past the end of the address space, -EINVAL if the mm has no users.
-  int interval_insert(MmuIntervalNotifier* sub, Mm& mm, uint64_t start, uint64_t length,
-                      MmuIntervalNotifierOps* ops) EXCLUDES(itree_lock_);
+  int __mmu_interval_notifier_insert(MmuIntervalNotifier* sub, Mm& mm, uint64_t start,
+                                     uint64_t length, MmuIntervalNotifierOps* ops)
+      EXCLUDES(itree_lock_);
   // mmu_interval_notifier_remove: may sleep until an invalidation in flight
   // ends; no callback runs on `sub` afterwards. Not from a callback.
   void interval_remove(MmuIntervalNotifier* sub) EXCLUDES(itree_lock_);
@@ -159,12 +160,13 @@ class MmuNotifierList {
   // mn_itree_invalidate: counts the invalidation as active and calls the
   // intersecting subscriptions; 0, or -EAGAIN when a callback refused a
   // non-blockable range (its inv_end already done).
-  int itree_invalidate(const MmuNotifierRange& range) EXCLUDES(itree_lock_);
+  int mn_itree_invalidate(const MmuNotifierRange& range) EXCLUDES(itree_lock_);
   // mn_itree_inv_start_range: the intersecting subscriptions and cur_seq.
-  std::vector<MmuIntervalNotifier*> itree_inv_start(const MmuNotifierRange& range,
-                                                    uint64_t* cur_seq) EXCLUDES(itree_lock_);
+  std::vector<MmuIntervalNotifier*> mn_itree_inv_start_range(const MmuNotifierRange& range,
+                                                             uint64_t* cur_seq)
+      EXCLUDES(itree_lock_);
   // mn_itree_inv_end: the invalidation is over.
-  void itree_inv_end() EXCLUDES(itree_lock_);
+  void mn_itree_inv_end() EXCLUDES(itree_lock_);
   bool itree_is_invalidating() const REQUIRES(itree_lock_) { return invalidate_seq_ & 1; }
 
   mutable Mutex lock_{LockRank::kLeaf};
@@ -177,7 +179,7 @@ class MmuNotifierList {
   std::atomic<bool> has_itree_{false};
   uint64_t invalidate_seq_ GUARDED_BY(itree_lock_) = 2;
   // Changed by every start and end; read under itree_lock_ (seq_cst, see
-  // itree_invalidate).
+  // mn_itree_invalidate).
   std::atomic<uint64_t> active_invalidate_ranges_{0};
   std::vector<MmuIntervalNotifier*> itree_ GUARDED_BY(itree_lock_);
   std::vector<MmuIntervalNotifier*> deferred_ GUARDED_BY(itree_lock_);
