@@ -54,9 +54,12 @@ pte_t maybe_mkwrite(pte_t pte, const Vma* vma) {
   return any(vma->vm_flags & VM_WRITE) ? pte_mkwrite(pte) : pte;
 }
 
-// A new anonymous folio for `addr` (GFP_HIGHUSER_MOVABLE, zeroed if asked).
-Folio* vma_alloc_anon_folio(Vma* vma, bool zero) {
-  const Gfp gfp = GFP_HIGHUSER_MOVABLE | (zero ? __GFP_ZERO : GFP_NONE);
+enum class NeedZero : bool { kNo, kYes };
+
+// folio_prealloc: a new anonymous folio for the VMA (GFP_HIGHUSER_MOVABLE,
+// zeroed if asked; a COW copy is about to be overwritten).
+Folio* folio_prealloc(Vma* vma, NeedZero need_zero) {
+  const Gfp gfp = GFP_HIGHUSER_MOVABLE | (need_zero == NeedZero::kYes ? __GFP_ZERO : GFP_NONE);
   return folio_alloc(vma->vm_mm().ms(), gfp, Order(0));
 }
 
@@ -123,7 +126,7 @@ VmFault do_anonymous_page(VmFaultInfo& vmf) {
   }
 
   if (!anon_vma_prepare(vma).ok()) return VM_FAULT_OOM;
-  Folio* folio = vma_alloc_anon_folio(vma, true);
+  Folio* folio = folio_prealloc(vma, NeedZero::kYes);
   if (folio == nullptr) return VM_FAULT_OOM;
   folio_set_uptodate(folio);
   pte_t entry = pte_mkyoung(pfn_pte(folio_pfn(folio), vma->vm_page_prot));
@@ -189,7 +192,7 @@ VmFault wp_page_copy(VmFaultInfo& vmf) {
     return VM_FAULT_OOM;
   }
   const bool pfn_is_zero = ms.is_zero_pfn(pte_pfn(vmf.orig_pte));
-  Folio* new_folio = vma_alloc_anon_folio(vma, pfn_is_zero);
+  Folio* new_folio = folio_prealloc(vma, pfn_is_zero ? NeedZero::kYes : NeedZero::kNo);
   if (new_folio == nullptr) {
     put_old();
     return VM_FAULT_OOM;
@@ -324,9 +327,12 @@ VmFault __do_fault(VmFaultInfo& vmf) {
   return ret | VM_FAULT_LOCKED;
 }
 
+// What finish_fault maps (the kernel tells them apart by vmf->cow_page).
+enum class FaultPage : bool { kFilePage, kAnonCopy };
+
 // Maps `page` (a locked file page, or the new anon COW copy) at vmf.address.
 // The page's reference becomes the mapping's.
-VmFault finish_fault(VmFaultInfo& vmf, Page* page, bool anon_copy) {
+VmFault finish_fault(VmFaultInfo& vmf, Page* page, FaultPage kind) {
   Vma* vma = vmf.vma;
   Mm& mm = vma->vm_mm();
   if (!pte_alloc(mm, vmf.pmd).ok()) return VM_FAULT_OOM;
@@ -339,7 +345,7 @@ VmFault finish_fault(VmFaultInfo& vmf, Page* page, bool anon_copy) {
   Folio* folio = page_folio(page);
   pte_t entry = pte_mkyoung(pfn_pte(page_to_pfn(page), vma->vm_page_prot));
   if (fault_write(vmf)) entry = maybe_mkwrite(pte_mkdirty(entry), vma);
-  if (anon_copy) {
+  if (kind == FaultPage::kAnonCopy) {
     mm.add_mm_counter(MM_ANONPAGES, 1);
     folio_add_new_anon_rmap(folio, vma, vmf.address, RMAP_EXCLUSIVE);
     folio_add_lru(folio);
@@ -362,7 +368,7 @@ VmFault do_read_fault(VmFaultInfo& vmf) {
   VmFault ret = __do_fault(vmf);
   if (any(ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY))) return ret;
   Page* page = vmf.page;
-  const VmFault fin = finish_fault(vmf, page, false);
+  const VmFault fin = finish_fault(vmf, page, FaultPage::kFilePage);
   folio_unlock(page_folio(page));
   if (any(fin & (VM_FAULT_ERROR | VM_FAULT_NOPAGE))) folio_put(page_folio(page));
   return (ret & ~VM_FAULT_LOCKED) | (fin & VM_FAULT_ERROR);
@@ -371,7 +377,7 @@ VmFault do_read_fault(VmFaultInfo& vmf) {
 VmFault do_cow_fault(VmFaultInfo& vmf) {
   Vma* vma = vmf.vma;
   if (!anon_vma_prepare(vma).ok()) return VM_FAULT_OOM;
-  Folio* copy = vma_alloc_anon_folio(vma, false);
+  Folio* copy = folio_prealloc(vma, NeedZero::kNo);
   if (copy == nullptr) return VM_FAULT_OOM;
   VmFault ret = __do_fault(vmf);
   if (any(ret & (VM_FAULT_ERROR | VM_FAULT_NOPAGE | VM_FAULT_RETRY))) {
@@ -380,7 +386,7 @@ VmFault do_cow_fault(VmFaultInfo& vmf) {
   }
   vma->vm_mm().ms().frames().copy(folio_pfn(copy), page_to_pfn(vmf.page), PageCount(1));
   folio_set_uptodate(copy);
-  const VmFault fin = finish_fault(vmf, &copy->page, true);
+  const VmFault fin = finish_fault(vmf, &copy->page, FaultPage::kAnonCopy);
   unlock_and_put(vmf.page);
   if (any(fin & (VM_FAULT_ERROR | VM_FAULT_NOPAGE))) folio_put(copy);
   return (ret & ~VM_FAULT_LOCKED) | (fin & VM_FAULT_ERROR);
@@ -399,7 +405,7 @@ VmFault do_shared_fault(VmFaultInfo& vmf) {
       return tmp;
     }
   }
-  const VmFault fin = finish_fault(vmf, &folio->page, false);
+  const VmFault fin = finish_fault(vmf, &folio->page, FaultPage::kFilePage);
   if (any(fin & (VM_FAULT_ERROR | VM_FAULT_NOPAGE))) {
     folio_unlock(folio);
     folio_put(folio);
@@ -944,7 +950,7 @@ Result<void> copy_page_range(Vma* dst_vma, Vma* src_vma) {
         break;
       }
       if (need_prealloc) {
-        prealloc = vma_alloc_anon_folio(dst_vma, false);
+        prealloc = folio_prealloc(dst_vma, NeedZero::kNo);
         if (prealloc == nullptr) {
           result = Errno(ENOMEM);
           break;
