@@ -107,8 +107,10 @@ TEST(Stress, APinNobodyRecordedIsAViolation) {
 TEST(Stress, APageNeverFreedIsALeak) {
   StressOptions o = small(500);
   bool taken = false;
+  // __GFP_NOFAIL: the actors arm injected allocation failures, and which
+  // of them is still armed at a check depends on the threads' timing.
   o.on_check = [&](MemorySystem& ms, uint64_t) {
-    if (!taken) taken = alloc_pages(ms, GFP_KERNEL, Order(2)) != nullptr;
+    if (!taken) taken = alloc_pages(ms, GFP_KERNEL | __GFP_NOFAIL, Order(2)) != nullptr;
   };
   const StressResult r = run_stress(o);
   ASSERT_TRUE(taken);

@@ -1,17 +1,11 @@
-// Files and the page cache (mm/filemap.c, mm/shmem.c, mm/truncate.c,
-// mm/page-writeback.c, fs/hugetlbfs).
+// The page cache, file faults and i_mmap (mm/filemap.c, fs/hugetlbfs).
 #include "pinmm/vm/filemap.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "internal.h"
 #include "pinmm/phys/folio_lock.h"
-#include "pinmm/phys/hugetlb.h"
 #include "pinmm/phys/page_alloc.h"
-#include "pinmm/vm/mm.h"
-#include "pinmm/vm/rmap.h"
-#include "pinmm/vm/walk.h"
 
 namespace pinmm {
 
@@ -33,60 +27,6 @@ AddressSpace* folio_mapping(const Folio* folio) {
   const uintptr_t m = folio->page.mapping();
   if (m == 0 || (m & PAGE_MAPPING_FLAGS) != 0) return nullptr;
   return reinterpret_cast<AddressSpace*>(m);
-}
-
-// ---- File ----
-
-File::File(VmContext& vm, FsType type, std::string name, uint64_t size, unsigned huge_order)
-    : vm_(vm),
-      type_(type),
-      name_(std::move(name)),
-      huge_order_(huge_order),
-      ino_(vm.next_ino()),
-      mapping_(*this),
-      size_(size) {}
-
-std::shared_ptr<File> File::create(VmContext& vm, FsType type, std::string name, uint64_t size,
-                                   Bytes huge_page_size) {
-  unsigned order = 0;
-  if (type == FsType::kHugetlbfs)
-    order = huge_page_size == Bytes::GiB(1) ? HPAGE_PUD_ORDER : HPAGE_PMD_ORDER;
-  return std::shared_ptr<File>(new File(vm, type, std::move(name), size, order));
-}
-
-std::shared_ptr<File> File::create_device(VmContext& vm, std::string name, DeviceMmapFn mmap) {
-  auto file = std::shared_ptr<File>(new File(vm, FsType::kDevice, std::move(name), 0, 0));
-  file->device_mmap_ = std::move(mmap);
-  return file;
-}
-
-File::~File() {
-  // The last reference: every mapping is gone; drop the page cache and any
-  // hugetlb reservation still held for shared mappings.
-  std::vector<Folio*> folios;
-  {
-    SpinGuard g(mapping_.i_pages_lock);
-    for (const auto& [index, folio] : mapping_.i_pages) {
-      folio_get(folio);  // our own reference: removal drops the cache's
-      folios.push_back(folio);
-    }
-  }
-  for (Folio* folio : folios) {
-    folio_lock(folio);
-    filemap_remove_folio(folio);
-    folio_unlock(folio);
-    folio_put(folio);
-  }
-  if (reserved_huge_pages != 0) {
-    HugetlbPools& pools = vm_.ms().hugetlb();
-    MutexGuard g(pools.hugetlb_lock);
-    pools.hstate_for_order(huge_order_)->resv_huge_pages -= reserved_huge_pages;
-  }
-}
-
-uint64_t File::size() const {
-  MutexGuard g(size_lock_);
-  return size_;
 }
 
 // ---- page cache ----
@@ -186,17 +126,6 @@ void filemap_remove_folio(Folio* folio) {
   trace_filemap_op(TraceEvent::mm_filemap_delete_from_page_cache, *mapping, folio);
   folio->page.set_mapping(0);
   folio_put_refs(folio, static_cast<int>(nr));
-}
-
-bool folio_mark_dirty(Folio* folio) {
-  if (folio_test_set_dirty(folio)) return false;
-  if (folio_mapping(folio) != nullptr && !folio_test_hugetlb(folio)) {
-    MemorySystem& ms = page_memory_system(&folio->page);
-    NodeStats& st = ms.node(folio_nid(folio)).stats();
-    st.add(NR_FILE_DIRTY, static_cast<int64_t>(folio_nr_pages(folio)));
-    st.add(NR_DIRTIED, static_cast<int64_t>(folio_nr_pages(folio)));
-  }
-  return true;
 }
 
 GetFolioResult filemap_get_or_create_locked(File& file, uint64_t index, Gfp gfp) {
@@ -370,171 +299,6 @@ void unmap_mapping_range(File& file, uint64_t from_index, bool even_cows) {
     }
     mmu_notifier_invalidate_range_end(range);
   }
-}
-
-// ---- truncate, I/O, writeback ----
-
-Result<void> File::truncate(uint64_t new_size) {
-  if (is_device()) return Errno(EINVAL);
-  if (is_hugetlbfs() && new_size % (uint64_t{1} << (huge_order_ + PAGE_SHIFT)) != 0)
-    return Errno(EINVAL);
-  uint64_t old_size;
-  {
-    MutexGuard g(size_lock_);
-    old_size = size_;
-    size_ = new_size;
-  }
-  if (new_size >= old_size) return {};
-  const uint64_t first_gone = (new_size + PAGE_SIZE - 1) >> PAGE_SHIFT;
-  // Unmap first (private COW copies too), then drop the cached pages.
-  unmap_mapping_range(*this, first_gone, true);
-  std::vector<Folio*> doomed;
-  {
-    SpinGuard g(mapping_.i_pages_lock);
-    for (auto it = mapping_.i_pages.lower_bound(first_gone); it != mapping_.i_pages.end(); ++it) {
-      folio_get(it->second);
-      doomed.push_back(it->second);
-    }
-  }
-  for (Folio* folio : doomed) {
-    folio_lock(folio);
-    folio_wait_writeback(folio);
-    if (folio_mapping(folio) == &mapping_) filemap_remove_folio(folio);
-    folio_unlock(folio);
-    folio_put(folio);
-  }
-  // The tail of a partial last page reads as zeros from now on.
-  if (new_size % PAGE_SIZE != 0) {
-    if (Folio* folio = filemap_get_folio(mapping_, new_size >> PAGE_SHIFT)) {
-      const uint64_t off = new_size % PAGE_SIZE;
-      std::byte* frame = vm_.ms().frames().frame(
-          folio_pfn(folio) + PageCount((new_size >> PAGE_SHIFT) - folio->page.index()));
-      std::memset(frame + off, 0, PAGE_SIZE - off);
-      folio_put(folio);
-    }
-  }
-  return {};
-}
-
-Result<uint64_t> File::pread(std::span<std::byte> buf, uint64_t offset) {
-  if (is_device()) return Errno(EINVAL);
-  const uint64_t sz = size();
-  if (offset >= sz) return uint64_t{0};
-  const uint64_t len = std::min<uint64_t>(buf.size(), sz - offset);
-  uint64_t done = 0;
-  while (done < len) {
-    const uint64_t pos = offset + done;
-    const uint64_t index = pos >> PAGE_SHIFT;
-    const uint64_t in_page = pos % PAGE_SIZE;
-    const uint64_t chunk = std::min(len - done, PAGE_SIZE - in_page);
-    if (Folio* folio = filemap_get_folio(mapping_, index)) {
-      const std::byte* src =
-          vm_.ms().frames().frame(folio_pfn(folio) + PageCount(index - folio->page.index()));
-      std::memcpy(buf.data() + done, src + in_page, chunk);
-      folio_put(folio);
-    } else {
-      std::memset(buf.data() + done, 0, chunk);  // a hole reads as zeros
-    }
-    done += chunk;
-  }
-  return done;
-}
-
-Result<uint64_t> File::pwrite(std::span<const std::byte> buf, uint64_t offset) {
-  if (is_hugetlbfs() || is_device()) return Errno(EINVAL);  // no write() method
-  {
-    MutexGuard g(size_lock_);
-    size_ = std::max(size_, offset + buf.size());
-  }
-  uint64_t done = 0;
-  while (done < buf.size()) {
-    const uint64_t pos = offset + done;
-    const uint64_t index = pos >> PAGE_SHIFT;
-    const uint64_t in_page = pos % PAGE_SIZE;
-    const uint64_t chunk = std::min<uint64_t>(buf.size() - done, PAGE_SIZE - in_page);
-    const GetFolioResult r = filemap_get_or_create_locked(*this, index, GFP_HIGHUSER_MOVABLE);
-    if (r.folio == nullptr)
-      return done != 0 ? Result<uint64_t>(done) : Result<uint64_t>(Errno(ENOMEM));
-    folio_wait_writeback(r.folio);
-    std::byte* dst =
-        vm_.ms().frames().frame(folio_pfn(r.folio) + PageCount(index - r.folio->page.index()));
-    std::memcpy(dst + in_page, buf.data() + done, chunk);
-    folio_mark_dirty(r.folio);
-    folio_unlock(r.folio);
-    folio_put(r.folio);
-    done += chunk;
-  }
-  return done;
-}
-
-namespace {
-
-// folio_mkclean: write-protect and clean every PTE mapping the folio, so
-// the next write through a mapping faults and dirties it again.
-void folio_mkclean(Folio* folio) {
-  rmap_walk(folio, [folio](Vma* vma, VirtAddr) {
-    bool changed = false;
-    Mm& mm = vma->vm_mm();
-    const MmuNotifierRange range{&mm,
-                                 vma->vm_start,
-                                 vma->vm_end,
-                                 MMU_NOTIFIER_RANGE_BLOCKABLE,
-                                 MMU_NOTIFY_PROTECTION_PAGE,
-                                 nullptr};
-    mmu_notifier_invalidate_range_start(range);
-    page_vma_mapped_walk(folio, vma, false, [&](PageVmaMapped& m) {
-      if (m.pte != nullptr) {
-        const pte_t pte = ptep_get(m.pte);
-        if (pte_write(pte) || pte_dirty(pte)) {
-          set_pte(m.pte, pte_mkclean(pte_wrprotect(pte)));
-          changed = true;
-        }
-      }
-      return true;
-    });
-    if (changed) mm.tlb().flush();
-    mmu_notifier_invalidate_range_end(range);
-    return true;
-  });
-}
-
-}  // namespace
-
-uint64_t File::writeback() {
-  if (!needs_dirty_tracking()) return 0;
-  std::vector<Folio*> dirty;
-  {
-    SpinGuard g(mapping_.i_pages_lock);
-    for (const auto& [index, folio] : mapping_.i_pages) {
-      if (folio_test_dirty(folio)) {
-        folio_get(folio);
-        dirty.push_back(folio);
-      }
-    }
-  }
-  MemorySystem& ms = vm_.ms();
-  uint64_t written = 0;
-  for (Folio* folio : dirty) {
-    folio_lock(folio);
-    if (folio_mapping(folio) == &mapping_ && folio_test_dirty(folio)) {
-      // folio_clear_dirty_for_io: clean the mappings first, then the folio.
-      folio_mkclean(folio);
-      folio_clear_dirty(folio);
-      const auto nr = static_cast<int64_t>(folio_nr_pages(folio));
-      NodeStats& st = ms.node(folio_nid(folio)).stats();
-      st.add(NR_FILE_DIRTY, -nr);
-      folio_set_writeback(folio);
-      st.add(NR_WRITEBACK, nr);
-      // The I/O completes at once.
-      st.add(NR_WRITEBACK, -nr);
-      st.add(NR_WRITTEN, nr);
-      folio_end_writeback(folio);
-      ++written;
-    }
-    folio_unlock(folio);
-    folio_put(folio);
-  }
-  return written;
 }
 
 }  // namespace pinmm
