@@ -60,24 +60,6 @@ void keep_attempt(OfflineResult* result, const OfflineAttempt& a) {
 
 }  // namespace
 
-const char* memory_notify_event_name(MemoryNotifyEvent e) {
-  switch (e) {
-    case MEM_ONLINE:
-      return "MEM_ONLINE";
-    case MEM_GOING_OFFLINE:
-      return "MEM_GOING_OFFLINE";
-    case MEM_OFFLINE:
-      return "MEM_OFFLINE";
-    case MEM_GOING_ONLINE:
-      return "MEM_GOING_ONLINE";
-    case MEM_CANCEL_ONLINE:
-      return "MEM_CANCEL_ONLINE";
-    case MEM_CANCEL_OFFLINE:
-      return "MEM_CANCEL_OFFLINE";
-  }
-  return "?";
-}
-
 std::span<const PolicyInfo> online_policies() { return kOnlinePolicies; }
 std::span<const PolicyInfo> offline_retry_policies() { return kOfflineRetryPolicies; }
 
@@ -539,10 +521,6 @@ Result<void> MemoryHotplug::remove_memory(Pfn start, PageCount nr) {
 
 // ---- parameters, stats, validation ----
 
-void MemoryHotplug::set_online_policy(OnlinePolicy p) {
-  MutexGuard g(device_hotplug_lock_);
-  online_policy_.store(p, std::memory_order_relaxed);
-}
 void MemoryHotplug::set_auto_movable_ratio(unsigned percent) {
   MutexGuard g(device_hotplug_lock_);
   auto_movable_ratio_.store(percent, std::memory_order_relaxed);
@@ -550,10 +528,6 @@ void MemoryHotplug::set_auto_movable_ratio(unsigned percent) {
 void MemoryHotplug::set_auto_movable_numa_aware(bool on) {
   MutexGuard g(device_hotplug_lock_);
   auto_movable_numa_aware_.store(on, std::memory_order_relaxed);
-}
-void MemoryHotplug::set_default_online_type(OnlineType t) {
-  MutexGuard g(device_hotplug_lock_);
-  default_online_type_.store(t, std::memory_order_relaxed);
 }
 
 HotplugStats MemoryHotplug::stats() const {

@@ -40,10 +40,6 @@ const char* longterm_pin_policy_name(LongtermPinPolicy p) {
   return p == LongtermPinPolicy::kInPlace ? "in-place" : "migrate";
 }
 
-const char* online_policy_name(OnlinePolicy p) {
-  return p == OnlinePolicy::kAutoMovable ? "auto-movable" : "contig-zones";
-}
-
 MachineConfig MachineConfig::uniform(Bytes total, int nr_nodes, Bytes movable, Bytes block_size) {
   MachineConfig c;
   c.block_size = block_size;

@@ -858,24 +858,6 @@ class Parser {
 
 }  // namespace
 
-const char* mapping_kind_name(MappingKind k) {
-  switch (k) {
-    case MappingKind::kAnon:
-      return "anon";
-    case MappingKind::kSharedAnon:
-      return "shared-anon";
-    case MappingKind::kShmem:
-      return "shmem";
-    case MappingKind::kHugetlb:
-      return "hugetlb";
-    case MappingKind::kFile:
-      return "file";
-    case MappingKind::kFilePrivate:
-      return "file-private";
-  }
-  return "?";
-}
-
 const char* device_type_name(DeviceType t) {
   switch (t) {
     case DeviceType::kRdmaNic:

@@ -9,20 +9,6 @@
 
 namespace pinmm {
 
-const char* fs_type_name(FsType t) {
-  switch (t) {
-    case FsType::kTmpfs:
-      return "tmpfs";
-    case FsType::kHugetlbfs:
-      return "hugetlbfs";
-    case FsType::kExt4:
-      return "ext4";
-    case FsType::kDevice:
-      return "char";
-  }
-  return "?";
-}
-
 AddressSpace* folio_mapping(const Folio* folio) {
   const uintptr_t m = folio->page.mapping();
   if (m == 0 || (m & PAGE_MAPPING_FLAGS) != 0) return nullptr;

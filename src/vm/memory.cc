@@ -14,32 +14,6 @@
 
 namespace pinmm {
 
-std::string vm_fault_to_string(VmFault f) {
-  static constexpr std::pair<VmFault, const char*> kNames[] = {
-      {VM_FAULT_OOM, "OOM"},
-      {VM_FAULT_SIGBUS, "SIGBUS"},
-      {VM_FAULT_MAJOR, "MAJOR"},
-      {VM_FAULT_HWPOISON, "HWPOISON"},
-      {VM_FAULT_HWPOISON_LARGE, "HWPOISON_LARGE"},
-      {VM_FAULT_SIGSEGV, "SIGSEGV"},
-      {VM_FAULT_NOPAGE, "NOPAGE"},
-      {VM_FAULT_LOCKED, "LOCKED"},
-      {VM_FAULT_RETRY, "RETRY"},
-      {VM_FAULT_FALLBACK, "FALLBACK"},
-      {VM_FAULT_DONE_COW, "DONE_COW"},
-      {VM_FAULT_COMPLETED, "COMPLETED"},
-  };
-  if (!any(f)) return "0";
-  std::string out;
-  for (const auto& [bit, name] : kNames) {
-    if (any(f & bit)) {
-      if (!out.empty()) out += '|';
-      out += name;
-    }
-  }
-  return out;
-}
-
 namespace {
 
 MmCounter mm_counter_of(const Folio* folio) {

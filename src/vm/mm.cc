@@ -12,26 +12,6 @@
 
 namespace pinmm {
 
-std::string vm_flags_to_string(VmFlags flags) {
-  // show_smap_vma_flags mnemonics, in bit order.
-  static constexpr std::array<std::pair<VmFlags, const char*>, 22> kNames = {{
-      {VM_READ, "rd"},      {VM_WRITE, "wr"},      {VM_EXEC, "ex"},     {VM_SHARED, "sh"},
-      {VM_MAYREAD, "mr"},   {VM_MAYWRITE, "mw"},   {VM_MAYEXEC, "me"},  {VM_MAYSHARE, "ms"},
-      {VM_GROWSDOWN, "gd"}, {VM_PFNMAP, "pf"},     {VM_LOCKED, "lo"},   {VM_IO, "io"},
-      {VM_DONTCOPY, "dc"},  {VM_DONTEXPAND, "de"}, {VM_ACCOUNT, "ac"},  {VM_NORESERVE, "nr"},
-      {VM_HUGETLB, "ht"},   {VM_WIPEONFORK, "wf"}, {VM_DONTDUMP, "dd"}, {VM_MIXEDMAP, "mm"},
-      {VM_HUGEPAGE, "hg"},  {VM_NOHUGEPAGE, "nh"},
-  }};
-  std::string out;
-  for (const auto& [bit, name] : kNames) {
-    if (any(flags & bit)) {
-      if (!out.empty()) out += ' ';
-      out += name;
-    }
-  }
-  return out;
-}
-
 pgprot_t vm_get_page_prot(VmFlags flags) {
   // x86's protection_map: no access is PROTNONE; anything else is present
   // and user-accessible (exec implies read); only shared writable mappings

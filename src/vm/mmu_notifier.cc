@@ -7,36 +7,9 @@
 
 namespace pinmm {
 
-const char* mmu_notify_event_name(MmuNotifyEvent e) {
-  switch (e) {
-    case MMU_NOTIFY_UNMAP:
-      return "unmap";
-    case MMU_NOTIFY_CLEAR:
-      return "clear";
-    case MMU_NOTIFY_PROTECTION_VMA:
-      return "protection_vma";
-    case MMU_NOTIFY_PROTECTION_PAGE:
-      return "protection_page";
-    case MMU_NOTIFY_SOFT_DIRTY:
-      return "soft_dirty";
-    case MMU_NOTIFY_RELEASE:
-      return "release";
-    case MMU_NOTIFY_MIGRATE:
-      return "migrate";
-    case MMU_NOTIFY_EXCLUSIVE:
-      return "exclusive";
-  }
-  return "?";
-}
-
 void MmuNotifierList::subscribe(MmuNotifierOps* ops) {
   MutexGuard g(lock_);
   subs_.push_back(ops);
-}
-
-void MmuNotifierList::unsubscribe(MmuNotifierOps* ops) {
-  MutexGuard g(lock_);
-  subs_.erase(std::remove(subs_.begin(), subs_.end(), ops), subs_.end());
 }
 
 bool MmuNotifierList::empty() const {

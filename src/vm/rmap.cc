@@ -342,11 +342,6 @@ void folio_dup_file_rmap_ptes(Folio* folio, Page* page, int nr) {
   mod_mapped_stat(folio, add_rmap_ptes(folio, page, nr));
 }
 
-void folio_dup_file_rmap_pmd(Folio* folio, Page* page) {
-  (void)page;
-  add_rmap_entire(folio);
-}
-
 int folio_try_share_anon_rmap_pte(Folio* folio, Page* page) {
   // The entry was cleared and flushed. The full barrier pairs with the one
   // GUP-fast issues after raising the pin count (KERNEL-SPEC 3.4, 3.6):
@@ -370,13 +365,6 @@ void folio_move_anon_rmap(Folio* folio, Vma* vma) {
 int folio_mapcount(const Folio* folio) {
   if (!folio_test_large(folio)) return folio->page.mapcount();
   return folio_large_mapcount(folio);
-}
-
-int page_mapcount(const Page* page) {
-  const Folio* folio = page_folio(page);
-  int n = page->mapcount();
-  if (folio_test_large(folio)) n += folio_entire_mapcount(folio);
-  return n;
 }
 
 // ---- walking ----

@@ -63,7 +63,6 @@ enum MemoryNotifyEvent : unsigned {
   MEM_CANCEL_ONLINE = 1u << 4,
   MEM_CANCEL_OFFLINE = 1u << 5,
 };
-const char* memory_notify_event_name(MemoryNotifyEvent e);  // "MEM_ONLINE" …
 
 // struct memory_notify.
 struct MemoryNotify {
@@ -170,10 +169,8 @@ class MemoryHotplug {
   Zone& zone_for_pfn_range(OnlineType type, int nid, int group, Pfn start, PageCount nr) const;
 
   // ---- parameters (memory_hotplug module parameters) ----
-  void set_online_policy(OnlinePolicy p) EXCLUDES(device_hotplug_lock_);
   void set_auto_movable_ratio(unsigned percent) EXCLUDES(device_hotplug_lock_);
   void set_auto_movable_numa_aware(bool on) EXCLUDES(device_hotplug_lock_);
-  void set_default_online_type(OnlineType t) EXCLUDES(device_hotplug_lock_);
 
   // ---- notifiers ----
   int register_memory_notifier(MemoryNotifier fn) EXCLUDES(device_hotplug_lock_);

@@ -48,7 +48,6 @@ const char* online_type_name(OnlineType t);
 
 // memory_hotplug.online_policy: how "online" picks a zone.
 enum class OnlinePolicy : uint8_t { kContigZones, kAutoMovable };
-const char* online_policy_name(OnlinePolicy p);  // "contig-zones", "auto-movable"
 
 // Memory hotplug: the room for hot-added memory and the kernel's hotplug
 // parameters as booted (the hotplug layer may change them at run time, as

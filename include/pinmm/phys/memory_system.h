@@ -142,7 +142,6 @@ class MemorySystem {
   Tracer& tracer() { return tracer_; }
   Injector& injector() { return injector_; }
   VmEvents& events() { return events_; }
-  VmStats& vm_stats() { return vm_stats_; }
   FolioWaitTable& wait_table() { return *wait_table_; }
   HugetlbPools& hugetlb() { return *hugetlb_; }
   const HugetlbPools& hugetlb() const { return *hugetlb_; }

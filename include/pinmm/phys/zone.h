@@ -248,7 +248,6 @@ class Node {
   // The span, like the zones' (relaxed; changed by boot and hotplug).
   Pfn node_start_pfn() const { return Pfn(start_pfn_.load(std::memory_order_relaxed)); }
   uint64_t node_spanned_pages() const { return spanned_pages_.load(std::memory_order_relaxed); }
-  Pfn node_end_pfn() const { return node_start_pfn() + PageCount(node_spanned_pages()); }
   void set_span(Pfn start, uint64_t spanned) {
     start_pfn_.store(start.value(), std::memory_order_relaxed);
     spanned_pages_.store(spanned, std::memory_order_relaxed);

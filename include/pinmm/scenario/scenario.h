@@ -48,7 +48,6 @@ enum class MappingKind : uint8_t {
   kFile,         // a dirty-tracked (ext4-like) file mapped MAP_SHARED
   kFilePrivate,  // the same file kind mapped MAP_PRIVATE
 };
-const char* mapping_kind_name(MappingKind k);
 
 struct MappingSpec {
   std::string name;

@@ -38,7 +38,6 @@ inline constexpr VmFault VM_FAULT_COMPLETED{0x004000};
 inline constexpr VmFault VM_FAULT_ERROR = VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_SIGSEGV |
                                           VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE |
                                           VM_FAULT_FALLBACK;
-std::string vm_fault_to_string(VmFault f);
 
 enum class FaultFlags : uint32_t {};
 PINMM_DEFINE_FLAG_OPS(FaultFlags)

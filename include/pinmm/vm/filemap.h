@@ -44,7 +44,6 @@ class File;
 class Vma;
 
 enum class FsType : uint8_t { kTmpfs, kHugetlbfs, kExt4, kDevice };
-const char* fs_type_name(FsType t);
 
 // struct address_space: a file's page cache and its mappings.
 class AddressSpace {

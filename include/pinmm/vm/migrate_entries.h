@@ -52,7 +52,6 @@ class TlbFlushBatch {
   void add(Mm& mm);
   // Flushes the TLB of every Mm added since the last flush.
   void flush();
-  bool pending() const { return !mms_.empty(); }
 
  private:
   std::vector<Mm*> mms_;

@@ -71,9 +71,6 @@ inline constexpr VmFlags VM_NOHUGEPAGE{0x40000000};
 inline constexpr VmFlags VM_MERGEABLE{0x80000000};
 inline constexpr VmFlags VM_SPECIAL = VM_IO | VM_DONTEXPAND | VM_PFNMAP | VM_MIXEDMAP;
 
-// /proc/PID/smaps "VmFlags:" mnemonics ("rd wr mr mw me ac").
-std::string vm_flags_to_string(VmFlags flags);
-
 // MMF_* bits of Mm::flags.
 inline constexpr unsigned MMF_UNSTABLE = 22;
 inline constexpr unsigned MMF_HUGE_ZERO_PAGE = 23;
@@ -157,14 +154,12 @@ class Mm {
   Vma* find_vma(VirtAddr addr) const REQUIRES_SHARED(mmap_lock);
   std::vector<Vma*> vmas_in_range(VirtAddr start, VirtAddr end) const REQUIRES_SHARED(mmap_lock);
   std::vector<Vma*> all_vmas() const REQUIRES_SHARED(mmap_lock);
-  size_t map_count() const REQUIRES_SHARED(mmap_lock) { return vmas_.size(); }
   Vma* insert_vma(std::unique_ptr<Vma> vma) REQUIRES(mmap_lock);
   std::unique_ptr<Vma> detach_vma(Vma* vma) REQUIRES(mmap_lock);
   // Splits at `at` (page aligned, strictly inside); returns the upper part.
   Vma* split_vma(Vma* vma, VirtAddr at) REQUIRES(mmap_lock);
 
   // ---- page tables ----
-  Page* pgd_page() const { return pgd_page_; }
   pgd_t* pgd() const { return table_entries<pgd_t>(ms(), page_to_pfn(pgd_page_)); }
   // Guards populating PUD and PMD tables (the kernel's mm->page_table_lock).
   mutable SpinLock page_table_lock{LockRank::kPudLock};
@@ -186,7 +181,6 @@ class Mm {
   SeqCount write_protect_seq;
 
   // ---- lifetime ----
-  void mmget() { users_.fetch_add(1, std::memory_order_relaxed); }
   bool mmget_not_zero();
   void mmput();
   void mmgrab() { count_.fetch_add(1, std::memory_order_relaxed); }

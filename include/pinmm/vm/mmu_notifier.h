@@ -53,7 +53,6 @@ enum MmuNotifyEvent : uint8_t {
   MMU_NOTIFY_MIGRATE = 6,
   MMU_NOTIFY_EXCLUSIVE = 7,
 };
-const char* mmu_notify_event_name(MmuNotifyEvent e);
 
 inline constexpr unsigned MMU_NOTIFIER_RANGE_BLOCKABLE = 1u << 0;
 
@@ -132,7 +131,6 @@ class MmuNotifierList {
   MmuNotifierList& operator=(const MmuNotifierList&) = delete;
 
   void subscribe(MmuNotifierOps* ops) EXCLUDES(lock_);
-  void unsubscribe(MmuNotifierOps* ops) EXCLUDES(lock_);
   bool empty() const EXCLUDES(lock_);
 
   int start(const MmuNotifierRange& range) EXCLUDES(lock_, itree_lock_);

@@ -132,7 +132,6 @@ constexpr Pfn pmd_pfn(pmd_t p) { return entry_pfn(p); }
 constexpr pmd_t pmd_mkwrite(pmd_t p) { return {p.val | _PAGE_RW}; }
 constexpr pmd_t pmd_wrprotect(pmd_t p) { return {p.val & ~_PAGE_RW}; }
 constexpr pmd_t pmd_mkdirty(pmd_t p) { return {p.val | _PAGE_DIRTY}; }
-constexpr pmd_t pmd_mkclean(pmd_t p) { return {p.val & ~_PAGE_DIRTY}; }
 constexpr pmd_t pmd_mkyoung(pmd_t p) { return {p.val | _PAGE_ACCESSED}; }
 constexpr pmd_t pmd_mkold(pmd_t p) { return {p.val & ~_PAGE_ACCESSED}; }
 constexpr pmd_t pfn_pmd(Pfn pfn, pgprot_t prot) {
@@ -149,15 +148,10 @@ constexpr bool pud_none(pud_t p) { return entry_none(p); }
 constexpr bool pud_present(pud_t p) { return entry_present(p); }
 constexpr bool pud_leaf(pud_t p) { return entry_present(p) && (p.val & _PAGE_PSE); }
 constexpr bool pud_write(pud_t p) { return p.val & _PAGE_RW; }
-constexpr bool pud_dirty(pud_t p) { return p.val & _PAGE_DIRTY; }
 constexpr Pfn pud_pfn(pud_t p) { return entry_pfn(p); }
 constexpr pud_t pfn_pud(Pfn pfn, pgprot_t prot) {
   return {(pfn.value() << PAGE_SHIFT) | prot.val | _PAGE_PSE};
 }
-constexpr pud_t pud_mkwrite(pud_t p) { return {p.val | _PAGE_RW}; }
-constexpr pud_t pud_wrprotect(pud_t p) { return {p.val & ~_PAGE_RW}; }
-constexpr pud_t pud_mkdirty(pud_t p) { return {p.val | _PAGE_DIRTY}; }
-constexpr pud_t pud_mkyoung(pud_t p) { return {p.val | _PAGE_ACCESSED}; }
 constexpr pud_t pud_table(Pfn table) { return {(table.value() << PAGE_SHIFT) | _PAGE_TABLE}; }
 
 constexpr bool pgd_none(pgd_t p) { return entry_none(p); }

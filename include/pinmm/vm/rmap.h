@@ -102,7 +102,6 @@ void hugetlb_remove_rmap(Folio* folio);
 int folio_try_dup_anon_rmap_ptes(Folio* folio, Page* page, int nr, Vma* src_vma);
 int folio_try_dup_anon_rmap_pmd(Folio* folio, Page* page, Vma* src_vma);
 void folio_dup_file_rmap_ptes(Folio* folio, Page* page, int nr);
-void folio_dup_file_rmap_pmd(Folio* folio, Page* page);
 // The PAE-clearing protocol (KERNEL-SPEC 3.6): the caller has cleared the
 // entry and flushed; -EBUSY if the folio may be pinned (the caller restores
 // the entry), else PAE is cleared.
@@ -116,8 +115,6 @@ int folio_mapcount(const Folio* folio);
 // split).
 bool folio_test_partially_mapped(const Folio* folio);
 inline bool folio_mapped(const Folio* folio) { return folio_mapcount(folio) > 0; }
-// Mappings of this one page (PTE ones plus the folio's whole mappings).
-int page_mapcount(const Page* page);
 // folio_needs_cow_for_dma: the mm ever pinned and the folio may be pinned.
 bool folio_needs_cow_for_dma(const Vma* vma, const Folio* folio);
 

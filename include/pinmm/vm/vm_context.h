@@ -34,7 +34,6 @@ class VmContext {
   ThpMode thp_enabled() const { return thp_enabled_.load(std::memory_order_relaxed); }
   void set_thp_enabled(ThpMode m) { thp_enabled_.store(m, std::memory_order_relaxed); }
   bool thp_use_zero_page() const { return thp_use_zero_page_.load(std::memory_order_relaxed); }
-  void set_thp_use_zero_page(bool on) { thp_use_zero_page_.store(on, std::memory_order_relaxed); }
 
   // The huge zero folio (PMD-sized, zeroed), as mm/huge_memory.c keeps
   // it: allocated on first use (thp_zero_page_alloc /
