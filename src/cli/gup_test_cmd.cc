@@ -4,12 +4,12 @@
 
 #include <cstdlib>
 #include <memory>
-#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "pinmm/base/host.h"
+#include "pinmm/base/locks.h"
 #include "pinmm/base/task.h"
 #include "pinmm/gup/flags.h"
 #include "pinmm/gup/gup_test_module.h"
@@ -214,7 +214,7 @@ int GupTestCommand::run() {
         nr_pages_, threads_);
   }
 
-  std::mutex print_mutex;
+  Mutex print_mutex{LockRank::kLeaf};  // one thread's lines at a time
   std::atomic<int> failures{0};
   const char* name = gup_test_cmd_name(s.cmd);
   auto gup_thread = [&](int id) {
@@ -228,7 +228,7 @@ int GupTestCommand::run() {
       gup.size = size;
       std::string log;
       const int status = gup_test_ioctl(cmd, gup, &log);
-      std::lock_guard<std::mutex> g(print_mutex);
+      MutexGuard g(print_mutex);
       if (status != 0) {
         fmt::print(stderr, "pinmm gup-test: ioctl {} failed: {}\n", name,
                    Errno::from_neg(status).name());

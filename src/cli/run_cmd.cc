@@ -8,7 +8,6 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
-#include <mutex>
 #include <optional>
 #include <sstream>
 #include <thread>
@@ -17,6 +16,7 @@
 
 #include "pinmm/base/errno.h"
 #include "pinmm/base/host.h"
+#include "pinmm/base/locks.h"
 #include "pinmm/report/html_report.h"
 #include "pinmm/report/json_report.h"
 #include "pinmm/scenario/runner.h"
@@ -42,7 +42,7 @@ class Progress {
   ~Progress() {
     if (!enabled_) return;
     {
-      std::lock_guard<std::mutex> g(lock_);
+      MutexGuard g(lock_);
       stop_ = true;
     }
     cv_.notify_all();
@@ -51,15 +51,15 @@ class Progress {
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
 
-  void start(const std::string& id, const std::string& title) {
-    std::lock_guard<std::mutex> g(lock_);
+  void start(const std::string& id, const std::string& title) EXCLUDES(lock_) {
+    MutexGuard g(lock_);
     label_ = fmt::format("[{:>4}] running  {}", id, title);
     since_ = std::chrono::steady_clock::now();
     active_ = true;
   }
   // Erases the status line (before a step's result is printed).
-  void finish() {
-    std::lock_guard<std::mutex> g(lock_);
+  void finish() EXCLUDES(lock_) {
+    MutexGuard g(lock_);
     active_ = false;
     if (shown_) {
       fmt::print("\r\033[K");
@@ -68,10 +68,10 @@ class Progress {
   }
 
  private:
-  void loop() {
-    std::unique_lock<std::mutex> g(lock_);
+  void loop() EXCLUDES(lock_) {
+    MutexGuard g(lock_);
     while (!stop_) {
-      cv_.wait_for(g, std::chrono::milliseconds(200));
+      cv_.wait_for(lock_, std::chrono::milliseconds(200));
       if (!active_) continue;
       const auto elapsed = std::chrono::steady_clock::now() - since_;
       if (elapsed < std::chrono::milliseconds(500)) continue;
@@ -86,14 +86,14 @@ class Progress {
   }
 
   const bool enabled_;
-  std::mutex lock_;
-  std::condition_variable cv_;
+  Mutex lock_{LockRank::kLeaf};
+  std::condition_variable_any cv_;
   std::thread thread_;
-  std::string label_;
-  std::chrono::steady_clock::time_point since_;
-  bool active_ = false;
-  bool shown_ = false;
-  bool stop_ = false;
+  std::string label_ GUARDED_BY(lock_);
+  std::chrono::steady_clock::time_point since_ GUARDED_BY(lock_);
+  bool active_ GUARDED_BY(lock_) = false;
+  bool shown_ GUARDED_BY(lock_) = false;
+  bool stop_ GUARDED_BY(lock_) = false;
 };
 
 void print_step(const StepOutcome& o) {

@@ -7,7 +7,7 @@ namespace pinmm {
 void PgmapRef::put() {
   if (count_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     // The last reference of a killed pagemap: wake the teardown.
-    std::lock_guard<std::mutex> g(lock_);
+    MutexGuard g(lock_);
     zero_.notify_all();
   }
 }
@@ -15,8 +15,9 @@ void PgmapRef::put() {
 void PgmapRef::kill_and_wait() {
   dying_.store(true, std::memory_order_release);
   put();  // the registration's reference
-  std::unique_lock<std::mutex> g(lock_);
-  zero_.wait(g, [this] { return count_.load(std::memory_order_acquire) == 0; });
+  MutexGuard g(lock_);
+  while (count_.load(std::memory_order_acquire) != 0)
+    zero_.wait(lock_);
 }
 
 bool is_zone_device_page(const Page* page) {

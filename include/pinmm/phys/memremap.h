@@ -14,8 +14,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <mutex>
 
+#include "pinmm/base/locks.h"
 #include "pinmm/phys/page.h"
 
 namespace pinmm {
@@ -71,8 +71,8 @@ class PgmapRef {
  private:
   std::atomic<int64_t> count_{1};
   std::atomic<bool> dying_{false};
-  std::mutex lock_;
-  std::condition_variable zero_;
+  Mutex lock_{LockRank::kLeaf};  // orders put()'s wake-up with kill_and_wait()'s check
+  std::condition_variable_any zero_;
 };
 
 struct DevPagemap {
