@@ -128,8 +128,7 @@ Followed follow_page_pte(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
   return r;
 }
 
-Followed follow_pmd_mask(Vma* vma, pmd_t* pmd, VirtAddr addr,
-                         Foll flags) NO_THREAD_SAFETY_ANALYSIS {
+Followed follow_pmd_mask(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
   Mm& mm = vma->vm_mm();
   const pmd_t v = pmdp_get(pmd);
   if (pmd_none(v)) return no_page_table(vma, flags);
@@ -213,10 +212,11 @@ bool gup_signal_pending(Foll flags) {
   return any(flags & FOLL_INTERRUPTIBLE) ? t.signal_pending() : t.fatal_signal_pending();
 }
 
-// __get_user_pages: the walk with the mmap lock held; stops early if a
-// fault drops it (*locked = 0). Returns pages done, or an errno if none.
+// __get_user_pages: the walk with the mmap lock held on entry; stops at
+// once if a fault drops it (*locked = 0). Returns pages done, or an errno
+// if none.
 long __get_user_pages(Mm& mm, VirtAddr start, unsigned long nr_pages, Foll flags, Page** pages,
-                      int* locked) NO_THREAD_SAFETY_ANALYSIS {
+                      int* locked) REQUIRES_SHARED(mm.mmap_lock) {
   if (nr_pages == 0) return 0;
   start = VirtAddr(start.value() & ~(PAGE_SIZE - 1));
   long i = 0;
@@ -278,6 +278,9 @@ long __get_user_pages(Mm& mm, VirtAddr start, unsigned long nr_pages, Foll flags
 }  // namespace
 
 // __get_user_pages_locked (KERNEL-SPEC 2.4).
+// The mmap lock is taken and dropped as *locked says (the caller's, ours,
+// or a fault's), which the static analysis cannot follow: lockdep checks it
+// at run time.
 long __get_user_pages_locked(Mm& mm, unsigned long start, unsigned long nr_pages, Page** pages,
                              int* locked, Foll flags) NO_THREAD_SAFETY_ANALYSIS {
   bool must_unlock = false;
