@@ -175,11 +175,19 @@ uint32_t DmirrorDevice::migrate_to_ram(VmFaultInfo& vmf) {
   args.fault_page = vmf.page;
   if (migrate_vma_setup(&args) != 0) return static_cast<uint32_t>(VM_FAULT_SIGBUS);
   Dmirror* mirror = d->page_mirror(vmf.page);
+  auto ret = static_cast<uint32_t>(VM_FAULT_NONE);
   for (uint64_t i = 0; i < args.npages; ++i) {
     Page* spage = migrate_pfn_to_page(d->ms_, args.src[i]);
     if (spage == nullptr || !(args.src[i] & MIGRATE_PFN_MIGRATE)) continue;
     Folio* folio = folio_alloc(d->ms_, GFP_HIGHUSER_MOVABLE, Order(0));
-    if (folio == nullptr) continue;
+    if (folio == nullptr) {
+      // VM_FAULT_OOM, as lib/test_hmm.c answers: the CPU access (or GUP)
+      // fails with ENOMEM instead of retrying a fault that cannot succeed.
+      // Linux's driver returns before finalizing; pinmm restores the
+      // entries it collected first.
+      ret = static_cast<uint32_t>(VM_FAULT_OOM);
+      break;
+    }
     lock_new_page(&folio->page);
     if (mirror != nullptr) mirror->erase(args.start + i * PAGE_SIZE);
     copy_frame(d->ms_, &folio->page, spage);
@@ -187,7 +195,7 @@ uint32_t DmirrorDevice::migrate_to_ram(VmFaultInfo& vmf) {
   }
   migrate_vma_pages(&args);
   migrate_vma_finalize(&args);
-  return static_cast<uint32_t>(VM_FAULT_NONE);
+  return ret;
 }
 
 void DmirrorDevice::evict_chunk(Chunk& chunk) {

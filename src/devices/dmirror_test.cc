@@ -392,6 +392,37 @@ TEST_P(HmmTests, CloseEvictsEvenWhenAllocationsFail) {
   expect_all_valid();
 }
 
+// A CPU fault on a device-private page whose migration back to RAM cannot
+// get a page answers VM_FAULT_OOM, as lib/test_hmm.c's does: GUP and the
+// CPU access fail with ENOMEM instead of retrying forever (pinmm stress
+// found a long-term pin spinning in __get_user_pages, the pin scope keeping
+// it out of the free movable memory), and nothing stays collected.
+TEST_P(HmmTests, AFaultBackWithoutMemoryIsOom) {
+  if (!is_private()) GTEST_SKIP() << "the CPU maps coherent memory directly";
+  const VirtAddr a = map_anon(*mm, 4 * PAGE_SIZE);
+  cpu_fill(*mm, a, 4);
+  Buffer buf(4);
+  HmmDmirrorCmd c;
+  ASSERT_EQ(cmd(*fd0, HMM_DMIRROR_MIGRATE_TO_DEV, a, 4, buf, &c), 0);
+  ASSERT_EQ(c.cpages, 4u);
+  m.ms->injector().fail_always(inject_point::kAllocPages);
+  Page* page = nullptr;
+  {
+    ReadGuard g(mm->mmap_lock);
+    EXPECT_EQ(pin_user_pages_remote(*mm, a.value(), 1, FOLL_WRITE | FOLL_LONGTERM, &page, nullptr),
+              -ENOMEM);
+  }
+  EXPECT_EQ(read_user<int>(*mm, a + PAGE_SIZE).error(), Errno(ENOMEM));
+  m.ms->injector().clear_all();
+  const pte_t pte = testing::pte_at(*mm, a);
+  EXPECT_TRUE(is_swap_pte(pte) && is_device_private_entry(pte_to_swp_entry(pte)))
+      << "still in the device, no migration entry left";
+  expect_all_valid();
+  const auto v = cpu_read(*mm, a, 4);
+  expect_ints(v.data(), v.size());
+  expect_all_valid();
+}
+
 // migrate_shared: shared memory is not migrated.
 TEST_P(HmmTests, MigrateShared) {
   const VirtAddr a = map_anon(*mm, kNpages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED);
