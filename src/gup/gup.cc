@@ -66,9 +66,13 @@ Followed no_page_table(const Vma* vma, Foll flags) {
 }
 
 // The common tail of every level: unshare check, grab, touch.
-Followed grab_leaf(const Vma* vma, Page* page, bool writable, Foll flags, uint64_t page_mask) {
+// `pae_page` holds the exclusivity that a read-only pin checks: the page
+// itself for a PTE, the head page for a PMD leaf (whose mapping sets
+// PageAnonExclusive on the head only, as follow_huge_pmd checks it).
+Followed grab_leaf(const Vma* vma, Page* page, const Page* pae_page, bool writable, Foll flags,
+                   uint64_t page_mask) {
   Followed r;
-  if (!writable && gup_must_unshare(vma, flags, page)) {
+  if (!writable && gup_must_unshare(vma, flags, pae_page)) {
     r.err = -EMLINK;
     return r;
   }
@@ -95,7 +99,7 @@ Followed follow_huge_pud(Vma* vma, pud_t* pud, VirtAddr addr, Foll flags) {
       mm.ms().pfn_to_page(pud_pfn(v) + PageCount((addr.value() & ~PUD_MASK) >> PAGE_SHIFT));
   if (any(flags & FOLL_WRITE) && !can_follow_write(pud_write(v), page, vma, flags))
     return Followed{};
-  return grab_leaf(vma, page, pud_write(v), flags, (uint64_t{1} << HPAGE_PUD_ORDER) - 1);
+  return grab_leaf(vma, page, page, pud_write(v), flags, (uint64_t{1} << HPAGE_PUD_ORDER) - 1);
 }
 
 Followed follow_page_pte(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
@@ -116,12 +120,12 @@ Followed follow_page_pte(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
       if (any(flags & FOLL_DUMP)) {
         r.err = -EFAULT;
       } else if (ms.is_zero_pfn(pte_pfn(pte))) {
-        r = grab_leaf(vma, ms.zero_page(), false, flags, 0);
+        r = grab_leaf(vma, ms.zero_page(), ms.zero_page(), false, flags, 0);
       } else {
         r.err = -EEXIST;  // a PFN without a struct page the caller may use
       }
     } else {
-      r = grab_leaf(vma, page, pte_write(pte), flags, 0);
+      r = grab_leaf(vma, page, page, pte_write(pte), flags, 0);
     }
   }
   pte_unmap_unlock(lp);
@@ -154,7 +158,7 @@ Followed follow_pmd_mask(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
   } else if (any(flags & FOLL_DUMP) && mm.vm().is_huge_zero_folio(page_folio(head))) {
     r.err = -EFAULT;
   } else {
-    r = grab_leaf(vma, page, pmd_write(cur), flags, HPAGE_PMD_NR - 1);
+    r = grab_leaf(vma, page, head, pmd_write(cur), flags, HPAGE_PMD_NR - 1);
   }
   ptl_unlock(&ptl);
   return r;

@@ -231,6 +231,32 @@ TEST_F(Gup, ThpLeafIsGrabbedOncePerPageInOneLookup) {
   EXPECT_EQ(folio_pincount(folio), 0);
 }
 
+// A read-only PMD mapping of an exclusive THP (mprotect PROT_READ): its
+// exclusivity lives on the head page, which the slow path must check as
+// follow_huge_pmd does; checking the tail page it pins asked for an unshare
+// fault that had nothing to do, forever (pinmm stress spun in
+// __get_user_pages on it). A GUP-fast-only pin checks the head too.
+TEST_F(Gup, ReadOnlyPinOfAReadOnlyExclusiveThpNeedsNoUnshare) {
+  const VirtAddr raw = testing::map_anon(*mm, 2 * HPAGE_PMD_SIZE);
+  const VirtAddr h((raw.value() + HPAGE_PMD_SIZE - 1) & HPAGE_PMD_MASK);
+  testing::fill_pages(*mm, h, HPAGE_PMD_SIZE, 3);
+  ASSERT_TRUE(pmd_leaf(testing::pmd_at(*mm, h)));
+  ASSERT_TRUE(do_mprotect(*mm, h, HPAGE_PMD_SIZE, PROT_READ).ok());
+  ASSERT_TRUE(pmd_leaf(testing::pmd_at(*mm, h)));
+  ASSERT_FALSE(pmd_write(testing::pmd_at(*mm, h)));
+  lru_add_drain_all(*m.ms);
+  Page* pages[2] = {};
+  {
+    ReadLocked l(*mm);
+    EXPECT_EQ(pin_user_pages(at(h + 5 * PAGE_SIZE), 2, FOLL_NONE, pages), 2);
+  }
+  Folio* folio = page_folio(pages[0]);
+  EXPECT_EQ(pages[0], folio_page(folio, 5));
+  EXPECT_EQ(m.ms->vmstat()[THP_SPLIT_PMD], 0) << "no unshare was needed";
+  unpin_user_pages(std::span<Page*>(pages, 2));
+  EXPECT_EQ(folio_pincount(folio), 0);
+}
+
 TEST_F(Gup, SplitPmdKeepsTheFolioWhole) {
   const VirtAddr raw = testing::map_anon(*mm, 2 * HPAGE_PMD_SIZE);
   const VirtAddr h((raw.value() + HPAGE_PMD_SIZE - 1) & HPAGE_PMD_MASK);
