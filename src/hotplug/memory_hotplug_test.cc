@@ -422,14 +422,33 @@ TEST_F(Hotplug, NotifiersSeeTheEventsAndMayVeto) {
   expect_all_valid();
 }
 
+// add_memory's errors, in the order __add_memory finds them: a range
+// outside the pluggable range (here: the hot-plug space) is E2BIG
+// (register_memory_resource, when mhp_range_allowed() refuses it); one
+// that overlaps present memory, boot memory included, is EEXIST (the
+// resource request conflicts); then check_hotplug_memory_range's EINVAL
+// for a range that is not block aligned.
+TEST_F(Hotplug, AddMemoryErrorsAreTheKernels) {
+  const Pfn start = m.ms->boot_end_pfn();
+  const PageCount block = m.ms->block_pages();
+  const PageCount space(m.ms->max_pfn().value() - start.value());
+  EXPECT_EQ(hp.add_memory(0, start, space + block, false).error(), Errno(E2BIG));
+  EXPECT_EQ(hp.add_memory(0, start, PageCount(0), false).error(), Errno(E2BIG));
+  EXPECT_EQ(hp.add_memory(0, start - block, block + block, false).error(), Errno(EEXIST))
+      << "boot memory is present";
+  EXPECT_EQ(hp.add_memory(0, start + PageCount(1), block, false).error(), Errno(EINVAL));
+  EXPECT_EQ(hp.add_memory(0, start, PageCount(block.value() / 2), false).error(), Errno(EINVAL));
+  ASSERT_TRUE(hp.add_memory(0, start, block, false).ok());
+  EXPECT_EQ(hp.add_memory(0, start, block + block, false).error(), Errno(EEXIST));
+  expect_all_valid();
+}
+
 // Hot-add: new blocks start offline (memhp_default_state=offline), online
 // into ZONE_NORMAL under contig-zones (they touch no zone), and can be
 // removed once offline.
 TEST_F(Hotplug, HotAddedBlocksOnlineAndGoAway) {
   const Pfn start = m.ms->boot_end_pfn();
   const PageCount nr = m.ms->block_pages() + m.ms->block_pages();
-  EXPECT_EQ(hp.add_memory(0, start - m.ms->block_pages(), nr, false).error(), Errno(EINVAL))
-      << "boot memory is not in the hot-add space";
   auto group = hp.add_memory(0, start, nr, /*as_group=*/false);
   ASSERT_TRUE(group.ok());
   EXPECT_EQ(hp.add_memory(0, start, nr, false).error(), Errno(EEXIST));

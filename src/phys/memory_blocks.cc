@@ -42,15 +42,21 @@ void reset_offline_page(Page* page) {
 
 Result<void> MemorySystem::add_memory_blocks(int nid, Pfn start, PageCount nr, int group) {
   const uint64_t block = block_pages().value();
-  if (nid < 0 || nid >= nr_nodes()) return Errno(EINVAL);
-  if (nr.value() == 0 || start.value() % block != 0 || nr.value() % block != 0)
-    return Errno(EINVAL);
-  if (start < boot_end_pfn() || start + nr > max_pfn() || start + nr < start) return Errno(EINVAL);
-  if (group != kNoMemoryGroup && (group < 0 || static_cast<size_t>(group) >= groups_.size()))
-    return Errno(EINVAL);
-  for (Pfn b = start; b < start + nr; b += block_pages()) {
+  // In __add_memory's order: the range must lie in the pluggable range,
+  // here [0, max_pfn) (register_memory_resource: E2BIG when
+  // mhp_range_allowed() refuses it); it must not overlap present memory,
+  // boot memory included (the resource request conflicts: EEXIST); then
+  // check_hotplug_memory_range wants it block aligned and the node must
+  // exist (EINVAL).
+  if (nr.value() == 0 || start + nr > max_pfn() || start + nr < start) return Errno(E2BIG);
+  if (start < boot_end_pfn()) return Errno(EEXIST);
+  for (Pfn b(start.value() / block * block); b < start + nr; b += block_pages()) {
     if (memory_block_of(b).present) return Errno(EEXIST);
   }
+  if (start.value() % block != 0 || nr.value() % block != 0) return Errno(EINVAL);
+  if (nid < 0 || nid >= nr_nodes()) return Errno(EINVAL);
+  if (group != kNoMemoryGroup && (group < 0 || static_cast<size_t>(group) >= groups_.size()))
+    return Errno(EINVAL);
   // The page descriptors of every section, from kernel memory on the node
   // (vmemmap_populate's PMD-sized chunks), when the machine models memmap.
   std::vector<std::vector<Page*>> memmap(nr.value() / block);

@@ -157,7 +157,7 @@ class MemoryHotplug {
   // Makes [start, start+nr) present on `nid` in the hot-add space, as one
   // static memory group (a DIMM) when `as_group`, and onlines the new
   // blocks as memhp_default_state says. Returns the group id (or
-  // kNoMemoryGroup). EINVAL, EEXIST, ENOMEM as MemorySystem::add_memory_blocks;
+  // kNoMemoryGroup). E2BIG, EEXIST, EINVAL, ENOMEM as MemorySystem::add_memory_blocks;
   // an onlining failure leaves the blocks offline and is not an error.
   Result<int> add_memory(int nid, Pfn start, PageCount nr, bool as_group)
       EXCLUDES(device_hotplug_lock_);

@@ -187,8 +187,9 @@ class MemorySystem {
   // arch_add_memory/sparse_add_section: makes [start, start+nr) present as
   // offline blocks of `nid` (optionally in memory group `group`),
   // allocating their page descriptors from kernel memory when the machine
-  // reserves memmap. EINVAL: not whole blocks, outside the hot-add space,
-  // or present already; ENOMEM: no memory for the descriptors.
+  // reserves memmap. E2BIG: outside the hot-add space; EEXIST: overlaps
+  // present memory; EINVAL: not whole blocks, or no such node; ENOMEM: no
+  // memory for the descriptors.
   Result<void> add_memory_blocks(int nid, Pfn start, PageCount nr, int group);
   // The reverse for offline blocks (arch_remove_memory). EBUSY if a block is
   // online, EINVAL if a block is not present or is boot memory.
