@@ -11,6 +11,8 @@ namespace pinmm {
 
 const char* lock_rank_name(LockRank rank) {
   switch (rank) {
+    case LockRank::kScenario:
+      return "scenario tables";
     case LockRank::kDeviceHotplug:
       return "device_hotplug_lock";
     case LockRank::kMemHotplug:

@@ -90,7 +90,7 @@ std::string scenario_report_json(const RunReport& r) {
   for (const StepOutcome& o : r.steps) {
     Json s;
     s["id"] = o.id;
-    s["kind"] = step_kind_name(o.kind);
+    s["kind"] = o.kind;
     s["title"] = o.title;
     s["result"] = result_name(o.err);
     s["value"] = o.value;

@@ -7,6 +7,8 @@
 // builds (PINMM_DEBUG) check ranks on every acquisition and abort on an
 // inversion, naming both locks.
 //
+//   a scenario run's tables (a step may create a device's   kScenario
+//   view of a process while it looks the view up)
 //   device_hotplug_lock (memory block state changes)     kDeviceHotplug
 //     mem_hotplug_lock (online/offline vs readers)        kMemHotplug
 //   driver mutexes (ioctl-level state of a module)        kDriver
@@ -38,6 +40,7 @@
 namespace pinmm {
 
 enum class LockRank : uint16_t {
+  kScenario = 10,
   kDeviceHotplug = 20,
   kMemHotplug = 30,
   kDriver = 50,

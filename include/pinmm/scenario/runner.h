@@ -38,8 +38,8 @@ struct CounterChange {
 };
 
 struct StepOutcome {
-  std::string id;  // "3", or "5.2" for the second member of group 5 (1-based)
-  StepKind kind = StepKind::kSnapshot;
+  std::string id;    // "3", or "5.2" for the second member of group 5 (1-based)
+  std::string kind;  // the step kind's YAML key: "pin", "offline" …
   std::string title;
   int err = 0;        // 0 or a positive errno
   int64_t value = 0;  // what the step counts (pages pinned, migrated, …; 0 if nothing)

@@ -19,15 +19,9 @@
 
 #include "pinmm/base/types.h"
 #include "pinmm/phys/config.h"
+#include "pinmm/scenario/steps.h"
 
 namespace pinmm {
-
-struct SourcePos {
-  std::string file;
-  int line = 0;  // 1-based; 0: unknown
-  int column = 0;
-  std::string to_string() const;  // "file:line:column"
-};
 
 class ScenarioError : public std::runtime_error {
  public:
@@ -63,102 +57,12 @@ struct ProcessSpec {
   SourcePos pos;
 };
 
-enum class DeviceType : uint8_t { kRdmaNic, kDmirror, kGpu, kDirectIo };
-const char* device_type_name(DeviceType t);
-
 struct DeviceSpec {
   std::string name;
   DeviceType type = DeviceType::kRdmaNic;
   bool coherent = false;       // dmirror: device-coherent instead of private memory
   unsigned hot_threshold = 4;  // gpu
   SourcePos pos;
-};
-
-enum class StepKind : uint8_t {
-  kWrite,
-  kRead,
-  kFork,
-  kExit,
-  kMunmap,
-  kMprotect,
-  kMadvise,
-  kPin,
-  kUnpin,
-  kRegister,
-  kDeregister,
-  kDma,
-  kDirectIo,
-  kMirror,
-  kMovePages,
-  kOffline,
-  kOnline,
-  kHotAdd,
-  kCmaAlloc,
-  kCmaRelease,
-  kKernelAlloc,
-  kKernelFree,
-  kSnapshot,
-  kInject,
-  kConcurrent,
-};
-const char* step_kind_name(StepKind k);  // the YAML key: "write", "move_pages" …
-
-// What a step must return: success, or a given errno; and optionally a
-// value (pages pinned, migrated, allocated …, as the step kind defines).
-struct StepExpect {
-  int err = 0;  // 0: success; else a positive errno
-  std::optional<int64_t> value;
-  SourcePos pos;
-};
-
-// A range of a mapping: "process.mapping" plus offset and size.
-struct RangeRef {
-  std::string process;
-  std::string mapping;
-  uint64_t offset = 0;
-  std::optional<uint64_t> size;  // default: to the end of the mapping
-};
-
-// An `inject:` step: arm or clear one fault-injection point
-// (base/inject.h's catalogue).
-struct InjectSpec {
-  enum class Mode : uint8_t { kEvery, kNth, kProbability, kDelay, kClear };
-  std::string point;
-  Mode mode = Mode::kEvery;
-  uint64_t n = 1;          // every / nth; delay in microseconds
-  double probability = 0;  // probability
-};
-
-// Which memory blocks an offline/online step names.
-struct BlockSelect {
-  std::vector<uint64_t> ids;     // explicit ids
-  std::string zone;              // "movable" / "normal": every present block online there
-  std::optional<uint64_t> last;  // only the last N of those
-};
-
-struct Step {
-  StepKind kind = StepKind::kSnapshot;
-  std::string title;  // "name:" or a generated description
-  SourcePos pos;
-  RangeRef range;  // write, read, munmap, mprotect, madvise, pin, register, direct_io, mirror,
-                   // move_pages
-  std::string process, child;  // fork (process, child), exit (process)
-  std::string device;          // register, dma, direct_io, mirror
-  std::string handle;          // "as:" for pin, register, cma_alloc, kernel_alloc
-  std::string ref;             // unpin (pin), deregister/dma (region), cma_release, kernel_free
-  std::string label;           // pin owner label
-  std::string op;  // mprotect prot, madvise advice, mirror op, direct_io direction, online zone
-  bool longterm = false, fast = false, write = true;
-  int node = 0;
-  unsigned rounds = 1;   // dma
-  int timeout_ms = 0;    // offline deadline (0: none; the kernel retries until a signal)
-  unsigned retries = 0;  // offline: give up (-EBUSY) after this many migration attempts
-  uint64_t count = 0;    // cma_alloc pages (0: the whole area); kernel_alloc bytes; hot_add bytes
-  std::string area;      // cma_alloc
-  BlockSelect blocks;    // offline, online
-  InjectSpec inject;     // inject
-  std::vector<Step> group;  // concurrent
-  std::optional<StepExpect> expect;
 };
 
 enum class CompareOp : uint8_t { kEq, kNe, kLt, kLe, kGt, kGe };
