@@ -7,14 +7,20 @@
 
 #include "bench_machine.h"
 
-#include "pinmm/cma/cma.h"
-#include "pinmm/hotplug/memory_hotplug.h"
+#include "pinmm/machine/machine.h"
 #include "pinmm/phys/lru.h"
 #include "pinmm/phys/memory_map.h"
 #include "pinmm/vm/mmap.h"
 
 namespace pinmm {
 namespace {
+
+// The whole machine (hotplug and CMA need it), its RAM backed by the host.
+std::unique_ptr<Machine> boot_machine(const MachineConfig& c) {
+  auto machine = std::move(Machine::boot(c)).value();
+  bench::prefault(machine->ms());
+  return machine;
+}
 
 constexpr uint64_t kMiB = uint64_t{1} << 20;
 
@@ -38,9 +44,10 @@ void BM_OfflineBlockOfMovablePages(benchmark::State& state) {
   MachineConfig c = MachineConfig::uniform(Bytes::MiB(1280), 1, Bytes::MiB(256));
   c.cma.clear();
   c.thp = ThpMode::kAlways;
-  auto ms = bench::boot_prefaulted(c);
-  VmContext vm(*ms);
-  MemoryHotplug hp(*ms);
+  auto machine = boot_machine(c);
+  MemorySystem* ms = &machine->ms();
+  VmContext& vm = machine->vm();
+  MemoryHotplug& hp = machine->hotplug();
   MmHandle mm = Mm::create(vm);
   populate(*mm, 120 * kMiB, thp);
   const uint64_t first =
@@ -76,8 +83,9 @@ BENCHMARK(BM_OfflineBlockOfMovablePages)
 void BM_OfflineOnlineFreeBlock(benchmark::State& state) {
   MachineConfig c = MachineConfig::uniform(Bytes::MiB(1024), 1, Bytes::MiB(512));
   c.cma.clear();
-  auto ms = bench::boot_prefaulted(c);
-  MemoryHotplug hp(*ms);
+  auto machine = boot_machine(c);
+  MemorySystem* ms = &machine->ms();
+  MemoryHotplug& hp = machine->hotplug();
   const uint64_t block = ms->memory_blocks().size() - 1;
   for (auto _ : state) {
     if (hp.state_store(block, "offline") != 0 || hp.state_store(block, "online_movable") != 0)
@@ -93,9 +101,10 @@ BENCHMARK(BM_OfflineOnlineFreeBlock)->Unit(benchmark::kMillisecond);
 void BM_CmaAllocOccupiedArea(benchmark::State& state) {
   MachineConfig c = MachineConfig::tiny(Bytes::MiB(256));
   c.cma.push_back({"reserved", Bytes::MiB(128), 0});
-  auto ms = bench::boot_prefaulted(c);
-  VmContext vm(*ms);
-  CmaAreas cma(*ms);
+  auto machine = boot_machine(c);
+  MemorySystem* ms = &machine->ms();
+  VmContext& vm = machine->vm();
+  CmaAreas& cma = machine->cma();
   Cma* area = cma.find("reserved");
   MmHandle mm = Mm::create(vm);
   uint64_t pages = 0;
@@ -120,8 +129,8 @@ BENCHMARK(BM_CmaAllocOccupiedArea)->Unit(benchmark::kMillisecond);
 void BM_CmaAllocFree2MiB(benchmark::State& state) {
   MachineConfig c = MachineConfig::tiny(Bytes::MiB(256));
   c.cma.push_back({"reserved", Bytes::MiB(128), 0});
-  auto ms = bench::boot_prefaulted(c);
-  CmaAreas cma(*ms);
+  auto machine = boot_machine(c);
+  CmaAreas& cma = machine->cma();
   Cma* area = cma.find("reserved");
   for (auto _ : state) {
     Page* p = cma.cma_alloc(area, pageblock_nr_pages, pageblock_order, true);
@@ -137,8 +146,9 @@ BENCHMARK(BM_CmaAllocFree2MiB)->Unit(benchmark::kMicrosecond);
 void BM_MemoryMapSnapshot(benchmark::State& state) {
   MachineConfig c = MachineConfig::uniform(Bytes::GiB(4), 1, Bytes::GiB(2));
   c.cma.push_back({"reserved", Bytes::MiB(256), 0});
-  auto ms = bench::boot_prefaulted(c);
-  VmContext vm(*ms);
+  auto machine = boot_machine(c);
+  MemorySystem* ms = &machine->ms();
+  VmContext& vm = machine->vm();
   MmHandle mm = Mm::create(vm);
   populate(*mm, 1024 * kMiB, false);
   populate(*mm, 1024 * kMiB, true);

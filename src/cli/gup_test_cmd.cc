@@ -13,10 +13,9 @@
 #include "pinmm/base/task.h"
 #include "pinmm/gup/flags.h"
 #include "pinmm/gup/gup_test_module.h"
-#include "pinmm/phys/memory_system.h"
+#include "pinmm/machine/machine.h"
 #include "pinmm/vm/access.h"
 #include "pinmm/vm/mmap.h"
-#include "pinmm/vm/validate.h"
 
 namespace pinmm::cli {
 namespace {
@@ -167,15 +166,14 @@ int GupTestCommand::run() {
       return 2;
     }
   }
-  auto booted = MemorySystem::create(config);
+  auto booted = Machine::boot(config);
   if (!booted.ok()) {
     fmt::print(stderr, "pinmm gup-test: cannot boot a machine for {} MiB: {}\n", size_mib_,
                booted.error().name());
     return 1;
   }
-  MemorySystem& ms = **booted;
-  VmContext vm(ms);
-  MmHandle mm = Mm::create(vm);
+  Machine& machine = **booted;
+  MmHandle mm = Mm::create(machine.vm());
   Task main_task(1, "gup_test");
   CurrentTask as_main(main_task);
   main_task.set_mm(mm.get());
@@ -257,7 +255,7 @@ int GupTestCommand::run() {
   // The run must leave a consistent machine: every reference and pin back.
   main_task.set_mm(nullptr);
   mm.reset();
-  const ValidationReport report = validate_vm(vm);
+  const ValidationReport report = machine.validate();
   if (!report.ok()) {
     fmt::print(stderr, "pinmm gup-test: the machine is inconsistent afterwards:\n{}",
                report.to_string());

@@ -10,7 +10,7 @@
 #include "machine_options.h"
 #include "pinmm/base/inject.h"
 #include "pinmm/gup/gup.h"
-#include "pinmm/hotplug/memory_hotplug.h"
+#include "pinmm/machine/machine.h"
 #include "pinmm/migrate/target.h"
 #include "pinmm/phys/memory_map.h"
 #include "pinmm/report/proc.h"
@@ -29,25 +29,20 @@ int usage_error(const std::vector<std::string>& problems) {
 }
 
 int dump(const pinmm::MachineConfig& config, const std::string& what) {
-  auto ms = pinmm::MemorySystem::create(config);
-  if (!ms.ok()) {
-    fmt::print(stderr, "pinmm: cannot boot the machine: {}\n", ms.error().name());
+  auto booted = pinmm::Machine::boot(config);
+  if (!booted.ok()) {
+    fmt::print(stderr, "pinmm: cannot boot the machine: {}\n", booted.error().name());
     return 1;
   }
-  if (what == "buddyinfo") fmt::print("{}", pinmm::proc_buddyinfo(**ms));
-  if (what == "pagetypeinfo") fmt::print("{}", pinmm::proc_pagetypeinfo(**ms));
-  if (what == "zoneinfo") fmt::print("{}", pinmm::proc_zoneinfo(**ms));
-  if (what == "vmstat") fmt::print("{}", pinmm::proc_vmstat(**ms));
+  pinmm::Machine& m = **booted;
+  if (what == "buddyinfo") fmt::print("{}", pinmm::proc_buddyinfo(m.ms()));
+  if (what == "pagetypeinfo") fmt::print("{}", pinmm::proc_pagetypeinfo(m.ms()));
+  if (what == "zoneinfo") fmt::print("{}", pinmm::proc_zoneinfo(m.ms()));
+  if (what == "vmstat") fmt::print("{}", pinmm::proc_vmstat(m.ms()));
   if (what == "memmap")
-    fmt::print("{}", pinmm::format_memory_map(**ms, pinmm::snapshot_memory_map(**ms)));
-  if (what == "memory-blocks") {
-    const pinmm::MemoryHotplug hp(**ms);
-    fmt::print("{}", pinmm::sysfs_memory_blocks(hp));
-  }
-  if (what == "cma") {
-    const pinmm::CmaAreas cma(**ms);
-    fmt::print("{}", pinmm::sysfs_cma(cma));
-  }
+    fmt::print("{}", pinmm::format_memory_map(m.ms(), pinmm::snapshot_memory_map(m.ms())));
+  if (what == "memory-blocks") fmt::print("{}", pinmm::sysfs_memory_blocks(m.hotplug()));
+  if (what == "cma") fmt::print("{}", pinmm::sysfs_cma(m.cma()));
   return 0;
 }
 

@@ -19,16 +19,13 @@
 #include "oracle.h"
 #include "pinmm/base/errno.h"
 #include "pinmm/base/locks.h"
-#include "pinmm/cma/cma.h"
 #include "pinmm/devices/dmirror.h"
 #include "pinmm/devices/gpu.h"
 #include "pinmm/devices/rdma_nic.h"
-#include "pinmm/hotplug/memory_hotplug.h"
-#include "pinmm/phys/memory_system.h"
+#include "pinmm/machine/machine.h"
 #include "pinmm/phys/pin_owners.h"
 #include "pinmm/scenario/runner.h"
 #include "pinmm/vm/filemap.h"
-#include "pinmm/vm/vm_context.h"
 
 namespace pinmm {
 
@@ -91,10 +88,11 @@ class ScenarioRun {
   ScenarioRun(const Scenario& scenario, uint64_t seed);
 
   const Scenario& scenario() const { return s_; }
-  MemorySystem& ms() { return *ms_; }
-  VmContext& vm() { return *vm_; }
-  MemoryHotplug& hotplug() { return *hp_; }
-  CmaAreas& cma() { return *cma_; }
+  Machine& machine() { return *machine_; }
+  MemorySystem& ms() { return machine_->ms(); }
+  VmContext& vm() { return machine_->vm(); }
+  MemoryHotplug& hotplug() { return machine_->hotplug(); }
+  CmaAreas& cma() { return machine_->cma(); }
   Stamps& stamps() { return stamps_; }
   Guarded<ScenarioTables>& tables() { return tables_; }
 
@@ -130,10 +128,7 @@ class ScenarioRun {
 
  private:
   const Scenario& s_;
-  std::unique_ptr<MemorySystem> ms_;
-  std::unique_ptr<VmContext> vm_;
-  std::unique_ptr<MemoryHotplug> hp_;
-  std::unique_ptr<CmaAreas> cma_;
+  std::unique_ptr<Machine> machine_;
   Stamps stamps_;
   std::atomic<int> next_pid_{100};
   Guarded<ScenarioTables> tables_{LockRank::kScenario};

@@ -17,7 +17,6 @@
 #include "pinmm/phys/kernel_pages.h"
 #include "pinmm/phys/lru.h"
 #include "pinmm/vm/mmap.h"
-#include "pinmm/vm/validate.h"
 #include "run.h"
 
 namespace pinmm {
@@ -34,8 +33,8 @@ StepResult step_fail(int err, std::string detail) {
 
 namespace {
 
-std::unique_ptr<MemorySystem> boot(const Scenario& s) {
-  auto booted = MemorySystem::create(s.machine);
+std::unique_ptr<Machine> boot(const Scenario& s) {
+  auto booted = Machine::boot(s.machine);
   if (!booted.ok())
     throw ScenarioError(SourcePos{s.file, 0, 0},
                         fmt::format("the machine does not boot: {}", booted.error().name()));
@@ -45,13 +44,8 @@ std::unique_ptr<MemorySystem> boot(const Scenario& s) {
 }  // namespace
 
 ScenarioRun::ScenarioRun(const Scenario& scenario, uint64_t seed)
-    : s_(scenario),
-      ms_(boot(scenario)),
-      vm_(std::make_unique<VmContext>(*ms_)),
-      hp_(std::make_unique<MemoryHotplug>(*ms_)),
-      cma_(std::make_unique<CmaAreas>(*ms_)),
-      stamps_(seed) {
-  ms_->injector().seed(seed);  // probability injections follow the run's seed
+    : s_(scenario), machine_(boot(scenario)), stamps_(seed) {
+  ms().injector().seed(seed);  // probability injections follow the run's seed
 }
 
 Process* ScenarioRun::process(const std::string& name) {
@@ -75,14 +69,14 @@ Result<Target> ScenarioRun::target(const RangeRef& r) {
 
 uint64_t ScenarioRun::blocker_seq() {
   uint64_t seq = 0;
-  for (const BlockedOperation& op : ms_->blocker_log().recent())
+  for (const BlockedOperation& op : ms().blocker_log().recent())
     seq = std::max(seq, op.seq);
   return seq;
 }
 
 std::vector<std::string> ScenarioRun::blockers_since(uint64_t since) {
   std::vector<std::string> out;
-  for (const BlockedOperation& op : ms_->blocker_log().recent()) {
+  for (const BlockedOperation& op : ms().blocker_log().recent()) {
     if (op.seq <= since) continue;
     out.push_back(fmt::format("{}: {} ({}), {} blocking folio(s)", op.operation, op.detail,
                               Errno(op.err < 0 ? -op.err : op.err).name(), op.nr_blockers));
@@ -95,7 +89,7 @@ std::vector<std::string> ScenarioRun::blockers_since(uint64_t since) {
 std::vector<uint64_t> ScenarioRun::select(const BlockSelect& b) const {
   if (!b.ids.empty()) return b.ids;
   std::vector<uint64_t> out;
-  for (const MemoryBlock& m : ms_->memory_blocks()) {
+  for (const MemoryBlock& m : machine_->ms().memory_blocks()) {
     if (!m.present) continue;
     const bool online = m.state == MemoryBlockState::kOnline;
     if (b.zone == "offline" ? !online : online && (m.zone == ZONE_MOVABLE) == (b.zone == "movable"))
@@ -214,17 +208,6 @@ void check_step(const Step& st, StepOutcome& o) {
   if (st.expect || !ok) o.expectation = expected;
 }
 
-// Pages in use by anything (managed minus free), less hot-add memmaps.
-int64_t used_pages(const MemorySystem& ms) {
-  int64_t managed = 0;
-  for (int nid = 0; nid < ms.nr_nodes(); ++nid) {
-    for (ZoneType t : {ZONE_NORMAL, ZONE_MOVABLE})
-      managed += static_cast<int64_t>(ms.zone(nid, t).managed_pages());
-  }
-  const VmStat v = ms.vmstat();
-  return managed - v[NR_FREE_PAGES] - v[NR_MEMMAP_PAGES];
-}
-
 class Runner {
  public:
   Runner(const Scenario& s, const RunOptions& o) : opts_(o), run_(s, o.seed.value_or(s.seed)) {}
@@ -238,7 +221,7 @@ class Runner {
     r.file = s.file;
     r.seed = opts_.seed.value_or(s.seed);
     r.machine = s.machine;
-    used_at_boot_ = used_pages(ms);
+    used_at_boot_ = run_.machine().used_pages();
     if (opts_.trace) ms.tracer().enable_all();
     const VmStat start = ms.vmstat();
     r.start_levels = levels(start);
@@ -383,22 +366,19 @@ class Runner {
   }
 
   // After teardown: no pages leaked (if the file asks) and every layer's
-  // validate().
+  // validate() (Machine::validate).
   void audit(RunReport& r) {
     const SourcePos at{run_.scenario().file, 0, 0};
-    // validate_vm first: it waits for the RCU-deferred page-table frees.
-    const ValidationReport vm = validate_vm(run_.vm());
-    const ValidationReport phys = run_.ms().validate();
+    const ValidationReport audit = run_.machine().validate();
     if (run_.scenario().expect.no_pages_leaked) {
-      const int64_t leaked = used_pages(run_.ms()) - used_at_boot_;
+      const int64_t leaked = run_.machine().used_pages() - used_at_boot_;
       r.expectations.push_back(
           ExpectationOutcome{"no pages leaked", at, leaked == 0,
                              fmt::format("{} pages in use beyond boot after teardown", leaked)});
     }
-    r.expectations.push_back(ExpectationOutcome{"audit (validate)", at, vm.ok() && phys.ok(),
-                                                vm.ok() && phys.ok()
-                                                    ? "every layer's invariants hold"
-                                                    : vm.to_string() + phys.to_string()});
+    r.expectations.push_back(
+        ExpectationOutcome{"audit (validate)", at, audit.ok(),
+                           audit.ok() ? "every layer's invariants hold" : audit.to_string()});
     r.snapshots = std::move(snapshots_);
   }
 

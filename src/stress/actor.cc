@@ -59,9 +59,9 @@ uint64_t ByteChoices::below(uint64_t n) {
   return v % n;
 }
 
-Shared::Shared(MemorySystem& machine, bool is_threaded)
-    : ms(machine), vm(machine), hp(machine), cma(machine), threaded(is_threaded) {
-  for (const MemoryBlock& b : machine.memory_blocks()) {
+Shared::Shared(Machine& m, bool is_threaded)
+    : machine(m), ms(m.ms()), vm(m.vm()), hp(m.hotplug()), cma(m.cma()), threaded(is_threaded) {
+  for (const MemoryBlock& b : ms.memory_blocks()) {
     if (b.present && b.state == MemoryBlockState::kOnline && b.zone == ZONE_MOVABLE)
       movable_blocks.push_back(b.id);
   }

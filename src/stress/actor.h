@@ -20,13 +20,10 @@
 #include <vector>
 
 #include "pinmm/base/task.h"
-#include "pinmm/cma/cma.h"
 #include "pinmm/devices/dmirror.h"
 #include "pinmm/devices/rdma_nic.h"
-#include "pinmm/hotplug/memory_hotplug.h"
-#include "pinmm/phys/memory_system.h"
+#include "pinmm/machine/machine.h"
 #include "pinmm/vm/mm.h"
-#include "pinmm/vm/vm_context.h"
 
 namespace pinmm::stress {
 
@@ -68,11 +65,12 @@ struct Shared {
   // whatever the others do, and race windows may be widened); else one
   // actor runs from a fuzzer's bytes (offlining is bounded by attempts: one
   // input, one outcome).
-  Shared(MemorySystem& machine, bool threaded);
+  Shared(Machine& machine, bool threaded);
+  Machine& machine;
   MemorySystem& ms;
-  VmContext vm;
-  MemoryHotplug hp;
-  CmaAreas cma;
+  VmContext& vm;
+  MemoryHotplug& hp;
+  CmaAreas& cma;
   const bool threaded;
 
   std::mutex lock;  // the fields below

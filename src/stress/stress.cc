@@ -9,25 +9,12 @@
 #include <fmt/format.h>
 
 #include "actor.h"
-#include "pinmm/migrate/validate.h"
 #include "pinmm/phys/lru.h"
 #include "pinmm/phys/pin_owners.h"
-#include "pinmm/vm/validate.h"
 
 namespace pinmm::stress {
 
 namespace {
-
-// Pages in use by anything (managed minus free), less hot-add memmaps.
-int64_t used_pages(const MemorySystem& ms) {
-  int64_t managed = 0;
-  for (int nid = 0; nid < ms.nr_nodes(); ++nid) {
-    for (ZoneType t : {ZONE_NORMAL, ZONE_MOVABLE})
-      managed += static_cast<int64_t>(ms.zone(nid, t).managed_pages());
-  }
-  const VmStat v = ms.vmstat();
-  return managed - v[NR_FREE_PAGES] - v[NR_MEMMAP_PAGES];
-}
 
 void record(std::vector<std::string>& failed, StressResult& r) {
   r.violations += failed.size();
@@ -56,12 +43,7 @@ bool check_quiescent(Shared& s, const std::vector<std::unique_ptr<Actor>>& actor
   const uint64_t violations = r.violations;
   lru_add_drain_all(s.ms);
   std::vector<std::string> failed;
-  // validate_vm first: it waits for RCU-deferred page-table frees.
-  if (auto v = validate_vm(s.vm); !v.ok()) failed.push_back(v.to_string());
-  if (auto v = s.ms.validate(); !v.ok()) failed.push_back(v.to_string());
-  if (auto v = validate_migrate(s.ms, true); !v.ok()) failed.push_back(v.to_string());
-  if (auto v = s.hp.validate(); !v.ok()) failed.push_back(v.to_string());
-  if (auto v = s.cma.validate(); !v.ok()) failed.push_back(v.to_string());
+  if (auto v = s.machine.validate(); !v.ok()) failed.push_back(v.to_string());
   for (const auto& a : actors)
     a->validate_devices(failed);
   ++r.checks;
@@ -87,7 +69,7 @@ void final_audit(Shared& s, std::vector<std::unique_ptr<Actor>>& actors, int64_t
   // The huge zero folio is a cache: drop it as the shrinker would, now
   // that no process maps it.
   (void)s.vm.shrink_huge_zero_folio();
-  const int64_t leaked = used_pages(s.ms) - used_at_boot;
+  const int64_t leaked = s.machine.used_pages() - used_at_boot;
   if (leaked != 0) {
     r.leaked_pages = static_cast<uint64_t>(std::max<int64_t>(leaked, 0));
     if (leaked < 0) {
@@ -125,15 +107,15 @@ std::string StressResult::summary() const {
 StressResult run_stress(const StressOptions& opts) {
   StressResult r;
   const auto t0 = std::chrono::steady_clock::now();
-  auto booted = MemorySystem::create(opts.machine);
+  auto booted = Machine::boot(opts.machine);
   if (!booted.ok()) {
     ++r.violations;
     r.problems.push_back(fmt::format("the machine does not boot: {}", booted.error().name()));
     return r;
   }
-  MemorySystem& ms = **booted;
-  Shared shared(ms, /*threaded=*/true);
-  const int64_t used_at_boot = used_pages(ms);
+  Shared shared(**booted, /*threaded=*/true);
+  MemorySystem& ms = shared.ms;
+  const int64_t used_at_boot = shared.machine.used_pages();
   std::vector<std::unique_ptr<Actor>> actors;
   for (unsigned i = 0; i < opts.threads; ++i)
     actors.push_back(std::make_unique<Actor>(shared, static_cast<int>(i)));
@@ -201,15 +183,14 @@ StressResult run_op_sequence(std::span<const uint8_t> bytes) {
   if (choices.below(2) == 1) c.cma.push_back({"fuzz", Bytes::MiB(2), 0});
   c.hotplug.space = Bytes::MiB(choices.below(2) * 4);
   c.device_space = Bytes::MiB(choices.below(2) * 4);
-  auto booted = MemorySystem::create(c);
+  auto booted = Machine::boot(c);
   if (!booted.ok()) {
     ++r.violations;
     r.problems.push_back(fmt::format("a fuzz machine does not boot: {}", booted.error().name()));
     return r;
   }
-  MemorySystem& ms = **booted;
-  Shared shared(ms, /*threaded=*/false);
-  const int64_t used_at_boot = used_pages(ms);
+  Shared shared(**booted, /*threaded=*/false);
+  const int64_t used_at_boot = shared.machine.used_pages();
   std::vector<std::unique_ptr<Actor>> actors;
   actors.push_back(std::make_unique<Actor>(shared, 0));
   // The pins after every operation; every layer's validate() after every
