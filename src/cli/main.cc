@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
-#include "demo.h"
 #include "gup_test_cmd.h"
 #include "machine_options.h"
 #include "pinmm/base/inject.h"
@@ -96,15 +95,6 @@ int main(int argc, char** argv) {
   pinmm::cli::RunCommand run_cmd(app);
   auto* scenarios_cmd = app.add_subcommand("scenarios", "List the built-in scenarios");
 
-  auto* demo_cmd = app.add_subcommand(
-      "demo", "The Foundation demo: kernel and user memory, pins against hotplug and CMA");
-  pinmm::cli::MachineOptions demo_machine;
-  demo_machine.add_to(*demo_cmd);
-  uint64_t seed = 1;
-  bool quiet = false;
-  demo_cmd->add_option("--seed", seed, "Seed of the demo's random choices")->capture_default_str();
-  demo_cmd->add_flag("--quiet", quiet, "Print nothing; the exit status tells");
-
   auto* policies_cmd = app.add_subcommand("policies", "List the named policies pinmm can use");
   auto* inject_cmd = app.add_subcommand(
       "inject-points", "List the fault-injection points scenarios and stress can arm");
@@ -143,11 +133,9 @@ int main(int argc, char** argv) {
       return usage_error({e.what()});
     }
   }
-  const pinmm::cli::MachineOptions& opts = dump_cmd->parsed() ? dump_machine : demo_machine;
-  auto config = opts.to_config();
+  // The one command left: dump, with the machine its options describe.
+  auto config = dump_machine.to_config();
   if (auto* problems = std::get_if<std::vector<std::string>>(&config))
     return usage_error(*problems);
-  const auto& machine = std::get<pinmm::MachineConfig>(config);
-  if (dump_cmd->parsed()) return dump(machine, what);
-  return pinmm::cli::run_foundation_demo(machine, seed, quiet);
+  return dump(std::get<pinmm::MachineConfig>(config), what);
 }

@@ -243,6 +243,100 @@ expect:
   no_pages_leaked: true
 )yaml";
 
+constexpr const char* kFoundation = R"yaml(
+scenario: foundation
+description: >-
+  The whole stack at once (it was `pinmm demo`): unmovable kernel
+  allocations of mixed orders; four processes fault in their heaps (THPs
+  where aligned) and shared memory; one forks and its child breaks
+  copy-on-write; heaps are half unmapped, the child exits, some kernel
+  memory is freed. Then an RDMA NIC long-term pins one process's memory
+  (FOLL_LONGTERM migrates it out of ZONE_MOVABLE first) while an O_DIRECT
+  read holds a short-term pin on another's. Offlining the movable blocks
+  stops at the short-term pin and names it; the CMA area is allocated
+  whole; once the read completes every movable block goes offline, and no
+  data is lost.
+seed: 5
+machine:
+  memory: 1GiB
+  movable: 512MiB
+  block_size: 128MiB
+  cma: [{name: reserved, size: 64MiB}]
+  thp: always
+processes:
+  - name: p0
+    mappings:
+      - {name: heap, size: 64MiB}
+      - {name: shared, kind: shared-anon, size: 8MiB}
+  - {name: p1, mappings: [{name: heap, size: 64MiB}]}
+  - {name: p2, mappings: [{name: heap, size: 64MiB}]}
+  - {name: p3, mappings: [{name: heap, size: 64MiB}]}
+devices:
+  - {name: rdma0, type: rdma_nic}
+steps:
+  - name: 'kernel memory: a receive ring, a queue, caches, a BPF map'
+    kernel_alloc: {size: 2MiB, as: rx_ring, label: net-rx-ring}
+  - kernel_alloc: {size: 64KiB, as: sq, label: nvme-sq}
+  - kernel_alloc: {size: 16KiB, as: dentries, label: dentry-cache}
+  - kernel_alloc: {size: 4KiB, as: inodes, label: inode-cache}
+  - kernel_alloc: {size: 4MiB, as: bpf, label: bpf-map}
+  - name: four processes fault in their heaps
+    write: {mapping: p0.heap}
+  - write: {mapping: p1.heap}
+  - write: {mapping: p2.heap}
+  - write: {mapping: p3.heap}
+  - write: {mapping: p0.shared}
+  - name: p0 forks; the child writes half its heap (COW) and the shared memory
+    fork: {process: p0, child: child}
+  - write: {mapping: child.heap, size: 32MiB}
+  - write: {mapping: child.shared}
+  - name: every process unmaps half its heap
+    munmap: {mapping: p0.heap, offset: 32MiB}
+  - munmap: {mapping: p1.heap, offset: 32MiB}
+  - munmap: {mapping: p2.heap, offset: 32MiB}
+  - munmap: {mapping: p3.heap, offset: 32MiB}
+  - exit: {process: child}
+  - kernel_free: {alloc: sq}
+  - kernel_free: {alloc: inodes}
+  - snapshot: {label: before the pins}
+  - name: rdma0 registers p1's heap (ib_umem_get, FOLL_LONGTERM | FOLL_WRITE)
+    register: {device: rdma0, mapping: p1.heap, size: 32MiB, as: mr1}
+    expect: {value: 8192}
+  - dma: {region: mr1}
+  - name: an O_DIRECT read into p2's heap holds a short-term pin
+    pin: {mapping: p2.heap, size: 4KiB, as: dio, label: O_DIRECT read}
+  - snapshot: {label: pinned}
+  - name: offlining the movable blocks stops at the short-term pin, and names it
+    offline: {blocks: movable, retries: 10}
+    expect: EBUSY
+  - name: a driver allocates the whole CMA area
+    cma_alloc: {area: reserved, count: all, as: frame_buffer}
+    expect: {value: 16384}
+  - cma_release: {alloc: frame_buffer}
+  - name: the read completes
+    unpin: {pin: dio}
+  - name: now every movable block goes offline
+    offline: {blocks: movable, retries: 10}
+  - snapshot: {label: movable memory offline}
+  - dma: {region: mr1}
+  - read: {mapping: p0.heap, size: 32MiB}
+  - read: {mapping: p0.shared}
+  - read: {mapping: p1.heap, size: 32MiB}
+  - read: {mapping: p2.heap, size: 32MiB}
+  - read: {mapping: p3.heap, size: 32MiB}
+  - online: {blocks: offline}
+  - deregister: {region: mr1}
+  - kernel_free: {alloc: rx_ring}
+  - kernel_free: {alloc: dentries}
+  - kernel_free: {alloc: bpf}
+expect:
+  no_data_lost: true
+  no_pages_leaked: true
+  counters:
+    delta:pgmigrate_success: ">= 8192"
+  blocks: [{blocks: movable, state: online}]
+)yaml";
+
 constexpr BuiltinScenario kBuiltins[] = {
     {"default", "RDMA long-term pins, then offlining and CMA succeed (pins migrated first)",
      kDefault},
@@ -253,6 +347,9 @@ constexpr BuiltinScenario kBuiltins[] = {
     {"hmm-mirror", "a GPU mirrors and migrates a process's memory while the CPU faults",
      kHmmMirror},
     {"cow-and-pins", "fork, COW and pinned pages: no leak in either direction", kCowAndPins},
+    {"foundation",
+     "kernel and user memory, fork, unmap; pins against offlining and CMA, who pins named",
+     kFoundation},
 };
 
 }  // namespace

@@ -164,6 +164,19 @@ TEST(ScenarioParse, AValidFileKeepsWhatItSays) {
   EXPECT_EQ(s.expect.counters[0].pos.line, 17);
 }
 
+// Every built-in, by name (a name, not builtin_scenarios(), so a built-in
+// that goes missing fails here).
+std::vector<std::string> builtin_names() {
+  return {"default", "longterm-off", "cma-vs-pins", "hmm-mirror", "cow-and-pins", "foundation"};
+}
+
+TEST(BuiltinScenarioList, EveryBuiltinIsTested) {
+  std::vector<std::string> listed;
+  for (const BuiltinScenario& b : builtin_scenarios())
+    listed.push_back(b.name);
+  EXPECT_EQ(listed, builtin_names());
+}
+
 class BuiltinScenarios : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(BuiltinScenarios, PassTheirOwnExpectations) {
@@ -178,9 +191,7 @@ TEST_P(BuiltinScenarios, PassTheirOwnExpectations) {
   EXPECT_TRUE(r.passed);
 }
 
-INSTANTIATE_TEST_SUITE_P(Scenario, BuiltinScenarios,
-                         ::testing::Values("default", "longterm-off", "cma-vs-pins", "hmm-mirror",
-                                           "cow-and-pins"),
+INSTANTIATE_TEST_SUITE_P(Scenario, BuiltinScenarios, ::testing::ValuesIn(builtin_names()),
                          [](const auto& param_info) {
                            std::string n = param_info.param;
                            std::replace(n.begin(), n.end(), '-', '_');

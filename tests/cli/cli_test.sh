@@ -49,22 +49,23 @@ expect pagetypeinfo-cma-blocks 0 '^Node 0, zone   Normal +0 +896 +0 +0 +128 +0 $
 expect pagetypeinfo-two-nodes 0 'Node    1, zone  Movable, type      Movable' -- dump pagetypeinfo --nodes 2 --cma none
 expect vmstat 0 '^nr_free_cma 0$' -- dump vmstat --memory 1GiB --movable 0 --cma none
 expect hugepages 0 '^htlb_buddy_alloc_success 4$' -- dump vmstat --memory 1GiB --movable 0 --cma none --hugepages 2MiB:4
-expect demo 0 'audit: mid-run ok; after freeing everything ok; all pages back: yes' \
-  -- demo --memory 512MiB --movable 256MiB --cma 64MiB
+expect foundation 0 "PASS: scenario 'foundation' held every expectation" -- run --builtin foundation
 expect policies 0 'alloc_migration_target' -- policies
 expect policies-longterm 0 '^  in-place +FOLL_LONGTERM pins memory where it lies' -- policies
 expect policies-online 0 '^  auto-movable ' -- policies
 expect policies-offline 0 '^  bounded ' -- policies
 expect inject-points 0 '^migrate\.move_folio +fail +migrate +moving a folio fails' -- inject-points
-# The demo's hotplug and CMA step: the O_DIRECT pin blocks its block and is
-# named; the long-term pins were migrated first; the block offlines after
-# the unpin.
-expect run-who-pins 0 "who pins:" -- demo --memory 512MiB --movable 256MiB --cma 64MiB
-expect run-who-pins-owner 0 "pinned x1 .*'host' \[O_DIRECT read\] x1 via pin_user_pages_remote" \
-  -- demo --memory 512MiB --movable 256MiB --cma 64MiB
-expect run-offline-after-unpin 0 'after the O_DIRECT pin is released: memory[0-9]+ offline ok' \
-  -- demo --memory 512MiB --movable 256MiB --cma 64MiB
-expect run-cma 0 "cma_alloc\('reserved', 16384 pages\): ok" -- demo --memory 512MiB --movable 256MiB --cma 64MiB
+# The foundation built-in (once `pinmm demo`): the O_DIRECT pin stops the
+# offlining and is named; the long-term pins were migrated first; every
+# block offlines after the unpin; CMA is allocated whole.
+foundation=$("$pinmm" run --builtin foundation 2>&1)
+expect_in() {  # NAME PATTERN: the foundation run's output matches PATTERN
+  if grep -Eq -- "$2" <<<"$foundation"; then echo "ok   $1"; else
+    echo "FAIL $1: the foundation run does not match /$2/"; failures=$((failures + 1)); fi
+}
+expect_in foundation-who-pins "who pins: +pfn 0x[0-9a-f]+ .*task [0-9]+ 'p2' \\[O_DIRECT read\\] x1 via pin_user_pages_remote"
+expect_in foundation-offline-after-unpin 'now every movable block goes offline: [0-9]+ blocks offline'
+expect_in foundation-cma "a driver allocates the whole CMA area: 16384 pages of 'reserved'"
 # sysfs and the memory map.
 expect memory-blocks 0 '^memory3 phys_index=00000003 state=online valid_zones=Movable node=0$' \
   -- dump memory-blocks --memory 512MiB --movable 256MiB --cma none
@@ -73,7 +74,7 @@ expect cma-sysfs 0 '^cma/reserved base_pfn=0x0 count=16384 used=0 ' -- dump cma 
 expect memmap 0 '^memory2 +node 0 Movable +pfn +0x10000 \.{64}$' \
   -- dump memmap --memory 512MiB --movable 256MiB --cma none
 expect memmap-legend 0 'legend: \. free, m movable, U unmovable' -- dump memmap --memory 512MiB --movable 256MiB --cma none
-expect run-quiet 0 '^$' -- demo --quiet --memory 512MiB --movable 256MiB --cma none
+expect run-quiet 0 '^$' -- run --builtin foundation --quiet
 # gup-test: gup_test's lines, one per repeat (and thread).
 expect gup-test-default 0 '^GUP_FAST_BENCHMARK: Time: get:[0-9]+ put:[0-9]+ us$' -- gup-test -m 4
 expect_lines gup-test-repeats 3 '^PIN_FAST_BENCHMARK: Time: get:[0-9]+ put:[0-9]+ us$' \
@@ -108,17 +109,14 @@ expect hugepages-huge-count 0 '^HugePages|^htlb_buddy_alloc_success [0-9]+$' \
 expect bad-min-free 2 'min-free-kbytes' -- dump zoneinfo --min-free-kbytes -1
 expect too-big-for-host 2 '--memory 4TiB needs [0-9.]+ GiB of host memory, more than the' \
   -- dump zoneinfo --memory 4TiB --movable 0 --cma none
-# With long-term pins in place, offlining the O_DIRECT block meets the NIC's
-# pins too: the demo gives up after its retries instead of spinning.
-expect demo-in-place 1 'after the O_DIRECT pin is released: memory[0-9]+ offline EBUSY' \
-  -- demo --memory 512MiB --movable 256MiB --cma 64MiB --longterm-pin-policy in-place
 expect bad-dump 2 'not in \{buddyinfo,pagetypeinfo,zoneinfo,vmstat,memory-blocks,cma,memmap\}' -- dump meminfo
 expect bad-hotplug-space 2 'hot-add space 3MiB is not a multiple of the memory block size 128MiB' \
   -- dump memory-blocks --hotplug-space 3MiB
 expect bad-device-space 2 'device space 3MiB is not a multiple of the section size 128MiB' \
   -- dump memory-blocks --device-space 3MiB
 expect bad-online-policy 2 'online-policy' -- dump memory-blocks --online-policy sometimes
-expect bad-longterm-policy 2 'longterm-pin-policy' -- demo --longterm-pin-policy never
+expect bad-longterm-policy 2 'longterm-pin-policy' -- dump vmstat --longterm-pin-policy never
+expect no-demo 2 'A subcommand is required' -- demo  # the demo is the built-in 'foundation' now
 expect unknown-option 2 'no-such-option' -- dump buddyinfo --no-such-option
 expect no-command 2 'A subcommand is required' --
 
