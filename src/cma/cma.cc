@@ -146,8 +146,7 @@ Page* CmaAreas::cma_alloc(Cma* cma, uint64_t count, unsigned align, bool no_warn
               page != nullptr ? 0 : res.err);
   if (page != nullptr) {
     res.err = 0;
-    res.blocked.blockers.clear();
-    res.blocked.nr_blockers = 0;
+    res.blocked.clear_blockers();
     ms_.events().inc(CMA_ALLOC_SUCCESS);
     cma->alloc_success_.fetch_add(count, std::memory_order_relaxed);
     return page;

@@ -109,7 +109,7 @@ int __alloc_contig_migrate_range(MemorySystem& ms, Zone& zone, Pfn start, Pfn en
   if (ret < 0) {
     if (blocked != nullptr) {
       for (PageBlocker& b : describe_migration_list(ms, &list, ret))
-        add_blocker(*blocked, std::move(b));
+        blocked->add(std::move(b));
     }
     putback_movable_pages(&list);
   }
@@ -132,8 +132,7 @@ int alloc_contig_range(MemorySystem& ms, Pfn start, Pfn end, MigrateType migrate
 
   Pfn refused{0};
   if (start_isolate_page_range(ms, start, end, migratetype, 0, &refused) != 0) {
-    if (blocked != nullptr)
-      add_blocker(*blocked, describe_blocker(ms, refused, BlockReason::kUnmovable));
+    if (blocked != nullptr) blocked->add(describe_blocker(ms, refused, BlockReason::kUnmovable));
     return -EBUSY;
   }
   int ret = __alloc_contig_migrate_range(ms, zone, start, end, migratetype, cc_gfp, blocked);
@@ -144,7 +143,7 @@ int alloc_contig_range(MemorySystem& ms, Pfn start, Pfn end, MigrateType migrate
     const Pfn outer_start = zone.free_block_start(start);
     Pfn busy{0};
     if (test_pages_isolated(ms, outer_start, end, 0, &busy) != 0) {
-      if (blocked != nullptr) add_blocker(*blocked, describe_blocker(ms, busy, BlockReason::kBusy));
+      if (blocked != nullptr) blocked->add(describe_blocker(ms, busy, BlockReason::kBusy));
       ret = -EBUSY;
     } else {
       const Pfn outer_end = zone.take_free_blocks(outer_start, end);

@@ -111,7 +111,7 @@ void log_migration_failure(MemorySystem& ms, ListHead* list, int rc) {
   op.detail = "migrating unpinnable folios failed";
   op.err = -ENOMEM;
   for (PageBlocker& b : describe_migration_list(ms, list, rc))
-    add_blocker(op, std::move(b));
+    op.add(std::move(b));
   ms.blocker_log().add(std::move(op));
 }
 

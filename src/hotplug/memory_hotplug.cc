@@ -262,8 +262,7 @@ MigrateRangeOutcome do_migrate_range(MemorySystem& ms, Pfn start, Pfn end,
       if (isolate_folio_to_list(folio, &source)) {
         ++out.isolated;
       } else if (blocked != nullptr) {
-        add_blocker(*blocked,
-                    describe_blocker(ms, folio_pfn(folio), BlockReason::kIsolationFailed));
+        blocked->add(describe_blocker(ms, folio_pfn(folio), BlockReason::kIsolationFailed));
       }
     }
     folio_put(folio);
@@ -289,7 +288,7 @@ MigrateRangeOutcome do_migrate_range(MemorySystem& ms, Pfn start, Pfn end,
     out.failed = failed.size();
     if (blocked != nullptr) {
       for (PageBlocker& b : failed)
-        add_blocker(*blocked, std::move(b));
+        blocked->add(std::move(b));
     }
     putback_movable_pages(&source);
   }
@@ -336,7 +335,7 @@ int MemoryHotplug::offline_pages(Pfn start, PageCount nr, Zone& zone, int group,
   if (start_isolate_page_range(ms_, start, end, MIGRATE_MOVABLE, MEMORY_OFFLINE | REPORT_FAILURE,
                                &refused) != 0) {
     lru_cache_enable(ms_);
-    add_blocker(res.blocked, describe_blocker(ms_, refused, BlockReason::kUnmovable));
+    res.blocked.add(describe_blocker(ms_, refused, BlockReason::kUnmovable));
     return fail(-EBUSY, "failure to isolate range");
   }
 
@@ -370,8 +369,7 @@ int MemoryHotplug::offline_pages(Pfn start, PageCount nr, Zone& zone, int group,
       ret = scan_movable_pages(ms_, pfn, end, &pfn);
       if (ret == 0) {
         // The blockers of the latest attempt are the ones to report.
-        res.blocked.blockers.clear();
-        res.blocked.nr_blockers = 0;
+        res.blocked.clear_blockers();
         const MigrateRangeOutcome o = do_migrate_range(ms_, pfn, end, &res.blocked);
         ++res.migrate_attempts;
         res.pages_migrated += o.migrated_pages;
@@ -383,7 +381,7 @@ int MemoryHotplug::offline_pages(Pfn start, PageCount nr, Zone& zone, int group,
       }
     } while (ret == 0);
     if (ret != -ENOENT) {
-      add_blocker(res.blocked, describe_blocker(ms_, pfn, BlockReason::kBusy));
+      res.blocked.add(describe_blocker(ms_, pfn, BlockReason::kBusy));
       return undo(ret, "unmovable page");
     }
     // Free hugetlb folios go back to the buddy allocator first, so that
@@ -395,9 +393,8 @@ int MemoryHotplug::offline_pages(Pfn start, PageCount nr, Zone& zone, int group,
     if (test_pages_isolated(ms_, start, end, MEMORY_OFFLINE, &busy) == 0) break;
     // Someone freed or allocated behind our back, or a folio is in flight:
     // describe it and go round again.
-    res.blocked.blockers.clear();
-    res.blocked.nr_blockers = 0;
-    add_blocker(res.blocked, describe_blocker(ms_, busy, BlockReason::kBusy));
+    res.blocked.clear_blockers();
+    res.blocked.add(describe_blocker(ms_, busy, BlockReason::kBusy));
     std::this_thread::yield();
   }
 
@@ -410,8 +407,7 @@ int MemoryHotplug::offline_pages(Pfn start, PageCount nr, Zone& zone, int group,
   ms_.init_per_zone_wmark_min();
   notify(MEM_OFFLINE, arg);
   ms_.remove_pfn_range_from_zone(zone, start, nr);
-  res.blocked.blockers.clear();
-  res.blocked.nr_blockers = 0;
+  res.blocked.clear_blockers();
   return 0;
 }
 

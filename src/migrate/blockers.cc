@@ -99,13 +99,4 @@ std::vector<PageBlocker> describe_migration_list(MemorySystem& ms, ListHead* lis
   return out;
 }
 
-void add_blocker(BlockedOperation& op, PageBlocker blocker) {
-  for (const PageBlocker& b : op.blockers) {
-    if (b.folio_pfn == blocker.folio_pfn) return;
-  }
-  ++op.nr_blockers;
-  if (op.blockers.size() < BlockedOperation::kMaxBlockers)
-    op.blockers.push_back(std::move(blocker));
-}
-
 }  // namespace pinmm

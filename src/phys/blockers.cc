@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "pinmm/base/errno.h"
+
 namespace pinmm {
 
 const char* block_reason_name(BlockReason r) {
@@ -41,6 +43,28 @@ std::string format_blocker(const PageBlocker& b) {
   return s;
 }
 
+void BlockedOperation::add(PageBlocker blocker) {
+  for (const PageBlocker& b : blockers) {
+    if (b.folio_pfn == blocker.folio_pfn) return;
+  }
+  ++nr_blockers;
+  if (blockers.size() < kMaxBlockers) blockers.push_back(std::move(blocker));
+}
+
+void BlockedOperation::clear_blockers() {
+  blockers.clear();
+  nr_blockers = 0;
+}
+
+std::vector<std::string> BlockedOperation::lines() const {
+  std::vector<std::string> out;
+  out.push_back(fmt::format("{}: {} ({}), {} blocking folio(s)", operation, detail,
+                            Errno(err < 0 ? -err : err).name(), nr_blockers));
+  for (const PageBlocker& b : blockers)
+    out.push_back("  " + format_blocker(b));
+  return out;
+}
+
 uint64_t BlockerLog::add(BlockedOperation op) {
   MutexGuard g(lock_);
   op.seq = next_seq_++;
@@ -51,9 +75,18 @@ uint64_t BlockerLog::add(BlockedOperation op) {
   return seq;
 }
 
-std::vector<BlockedOperation> BlockerLog::recent() const {
+uint64_t BlockerLog::last_seq() const {
   MutexGuard g(lock_);
-  return {ops_.begin(), ops_.end()};
+  return ops_.empty() ? 0 : ops_.back().seq;
+}
+
+std::vector<BlockedOperation> BlockerLog::since(uint64_t seq) const {
+  MutexGuard g(lock_);
+  std::vector<BlockedOperation> out;
+  for (const BlockedOperation& op : ops_) {
+    if (op.seq > seq) out.push_back(op);
+  }
+  return out;
 }
 
 bool BlockerLog::last(BlockedOperation* out) const {

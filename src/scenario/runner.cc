@@ -67,21 +67,13 @@ Result<Target> ScenarioRun::target(const RangeRef& r) {
   return t;
 }
 
-uint64_t ScenarioRun::blocker_seq() {
-  uint64_t seq = 0;
-  for (const BlockedOperation& op : ms().blocker_log().recent())
-    seq = std::max(seq, op.seq);
-  return seq;
-}
+uint64_t ScenarioRun::blocker_seq() { return ms().blocker_log().last_seq(); }
 
 std::vector<std::string> ScenarioRun::blockers_since(uint64_t since) {
   std::vector<std::string> out;
-  for (const BlockedOperation& op : ms().blocker_log().recent()) {
-    if (op.seq <= since) continue;
-    out.push_back(fmt::format("{}: {} ({}), {} blocking folio(s)", op.operation, op.detail,
-                              Errno(op.err < 0 ? -op.err : op.err).name(), op.nr_blockers));
-    for (const PageBlocker& b : op.blockers)
-      out.push_back("  " + format_blocker(b));
+  for (const BlockedOperation& op : ms().blocker_log().since(since)) {
+    for (std::string& line : op.lines())
+      out.push_back(std::move(line));
   }
   return out;
 }

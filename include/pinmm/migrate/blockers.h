@@ -38,8 +38,4 @@ PageBlocker describe_blocker(MemorySystem& ms, Pfn pfn, BlockReason observed, in
 // isolated.
 std::vector<PageBlocker> describe_migration_list(MemorySystem& ms, ListHead* list, int err);
 
-// Appends `blocker` to `op` unless `op` already names its folio (an
-// operation retrying the same folio reports it once); keeps the count.
-void add_blocker(BlockedOperation& op, PageBlocker blocker);
-
 }  // namespace pinmm

@@ -10,8 +10,13 @@
 // operations in a log on the machine, so a failure deep inside GUP can be
 // explained after the fact.
 //
-// These are plain data; migrate/blockers.h fills them in, since telling
-// extra references from expected ones needs the vm layer's mapcounts.
+// This is the home of "who blocks": the records, how an operation collects
+// them across its retries (add, clear_blockers), how they read (format_*),
+// and the machine's log of them. The mechanisms that fail (offline_pages,
+// alloc_contig_range, the long-term pin's migration) feed it; describing
+// one page (migrate/blockers.h's describe_blocker) is the one part that
+// lives higher, since telling extra references from expected ones needs
+// the vm layer's mapcounts.
 //
 // Thread safety: BlockerLog is internally locked (a leaf lock).
 #pragma once
@@ -70,6 +75,16 @@ struct BlockedOperation {
   // (past those, a folio met twice counts twice).
   uint64_t nr_blockers = 0;
   static constexpr size_t kMaxBlockers = 64;
+
+  // Records `blocker` unless its folio is named already (an operation
+  // retrying the same folio reports it once); counts it either way.
+  void add(PageBlocker blocker);
+  // Forgets the blockers collected so far: a retry reports only its own
+  // (the latest attempt's are the ones to report), a success none.
+  void clear_blockers();
+  // The operation's line ("offline_pages: retry limit (EBUSY), 1 blocking
+  // folio(s)") and then one indented line per blocker.
+  std::vector<std::string> lines() const;
 };
 
 // The latest failed operations of a machine, oldest first.
@@ -78,7 +93,11 @@ class BlockerLog {
   static constexpr size_t kCapacity = 64;
   // Appends `op` (its seq is assigned) and returns the seq.
   uint64_t add(BlockedOperation op) EXCLUDES(lock_);
-  std::vector<BlockedOperation> recent() const EXCLUDES(lock_);
+  // The seq of the newest record (0: none yet); the records after `seq`.
+  // A caller takes last_seq() before an operation and asks since() after
+  // it, to learn what that operation recorded.
+  uint64_t last_seq() const EXCLUDES(lock_);
+  std::vector<BlockedOperation> since(uint64_t seq) const EXCLUDES(lock_);
   // The newest record, if any.
   bool last(BlockedOperation* out) const EXCLUDES(lock_);
   void clear() EXCLUDES(lock_);
