@@ -56,7 +56,7 @@ bool migrate_range(Mm& mm, VirtAddr a, DmirrorDevice& dev, bool to_device, uint6
       Page* spage = migrate_pfn_to_page(ms, src[i]);
       Page* dpage = nullptr;
       if (to_device) {
-        dpage = dev.alloc_page();
+        dpage = dev.dmirror_devmem_alloc_page();
       } else {
         Folio* f = folio_alloc(ms, GFP_HIGHUSER_MOVABLE, Order(0));
         if (f != nullptr && folio_trylock(f)) dpage = &f->page;

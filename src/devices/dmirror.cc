@@ -74,7 +74,8 @@ class SnapshotNotifier : public MmuIntervalNotifierOps {
 
 // ---- DmirrorDevice ----
 
-const DevPagemapOps DmirrorDevice::kOps{&DmirrorDevice::page_free, &DmirrorDevice::migrate_to_ram};
+const DevPagemapOps DmirrorDevice::kOps{&DmirrorDevice::dmirror_devmem_free,
+                                        &DmirrorDevice::dmirror_devmem_fault};
 
 DmirrorDevice::DmirrorDevice(MemorySystem& ms, DmirrorMemory type, int id, int nid, PageCount chunk)
     : ms_(ms),
@@ -84,10 +85,10 @@ DmirrorDevice::DmirrorDevice(MemorySystem& ms, DmirrorMemory type, int id, int n
       chunk_pages_(chunk.value() != 0 ? chunk : ms.section_pages()) {
   // dmirror_device_init builds the first chunk's free list at once.
   MutexGuard g(devmem_lock_);
-  (void)add_chunk();
+  (void)dmirror_allocate_chunk();
 }
 
-DmirrorDevice::~DmirrorDevice() { remove_chunks(); }
+DmirrorDevice::~DmirrorDevice() { dmirror_device_remove_chunks(); }
 
 DmirrorDevice::Chunk* DmirrorDevice::chunk_of(const Page* page) const {
   return static_cast<Chunk*>(page_pgmap(page)->driver_data);
@@ -108,7 +109,7 @@ Dmirror* DmirrorDevice::page_mirror(const Page* page) const {
   return c->mirrors[(page_to_pfn(page) - c->pagemap.start).value()].load(std::memory_order_acquire);
 }
 
-Result<void> DmirrorDevice::add_chunk() {
+Result<void> DmirrorDevice::dmirror_allocate_chunk() {
   auto chunk = std::make_unique<Chunk>();
   chunk->device = this;
   chunk->pagemap.type =
@@ -129,7 +130,7 @@ Result<void> DmirrorDevice::add_chunk() {
   return {};
 }
 
-Page* DmirrorDevice::alloc_page() {
+Page* DmirrorDevice::dmirror_devmem_alloc_page() {
   for (;;) {
     {
       SpinGuard g(lock_);
@@ -142,11 +143,11 @@ Page* DmirrorDevice::alloc_page() {
       }
     }
     MutexGuard g(devmem_lock_);
-    if (!add_chunk().ok()) return nullptr;
+    if (!dmirror_allocate_chunk().ok()) return nullptr;
   }
 }
 
-void DmirrorDevice::page_free(Page* page) {
+void DmirrorDevice::dmirror_devmem_free(Page* page) {
   Chunk* chunk = static_cast<Chunk*>(page_pgmap(page)->driver_data);
   DmirrorDevice* d = chunk->device;
   d->set_page_mirror(page, nullptr);
@@ -160,7 +161,7 @@ void DmirrorDevice::page_free(Page* page) {
   }
 }
 
-uint32_t DmirrorDevice::migrate_to_ram(VmFaultInfo& vmf) {
+uint32_t DmirrorDevice::dmirror_devmem_fault(VmFaultInfo& vmf) {
   Chunk* chunk = static_cast<Chunk*>(page_pgmap(vmf.page)->driver_data);
   DmirrorDevice* d = chunk->device;
   uint64_t src = 0, dst = 0;
@@ -198,7 +199,7 @@ uint32_t DmirrorDevice::migrate_to_ram(VmFaultInfo& vmf) {
   return ret;
 }
 
-void DmirrorDevice::evict_chunk(Chunk& chunk) {
+void DmirrorDevice::dmirror_device_evict_chunk(Chunk& chunk) {
   const uint64_t n = chunk.pagemap.nr.value();
   std::vector<uint64_t> src(n, 0), dst(n, 0);
   migrate_device_range(ms_, src.data(), chunk.pagemap.start, n);
@@ -224,10 +225,10 @@ void DmirrorDevice::evict_chunk(Chunk& chunk) {
 void DmirrorDevice::evict_all() {
   MutexGuard g(devmem_lock_);
   for (auto& c : chunks_)
-    evict_chunk(*c);
+    dmirror_device_evict_chunk(*c);
 }
 
-void DmirrorDevice::remove_chunks() {
+void DmirrorDevice::dmirror_device_remove_chunks() {
   MutexGuard g(devmem_lock_);
   for (auto& c : chunks_) {
     {
@@ -235,7 +236,7 @@ void DmirrorDevice::remove_chunks() {
       c->remove.store(true, std::memory_order_release);
       std::erase_if(free_pages_, [&](Page* p) { return c->pagemap.contains(page_to_pfn(p)); });
     }
-    evict_chunk(*c);
+    dmirror_device_evict_chunk(*c);
     memunmap_pages(ms_, &c->pagemap);
   }
   chunks_.clear();
@@ -332,21 +333,21 @@ int Dmirror::ioctl(unsigned command, HmmDmirrorCmd* cmd) {
   cmd->faults = 0;
   switch (command) {
     case HMM_DMIRROR_READ:
-      return read(cmd);
+      return dmirror_read(cmd);
     case HMM_DMIRROR_WRITE:
-      return write(cmd);
+      return dmirror_write(cmd);
     case HMM_DMIRROR_MIGRATE_TO_DEV:
-      return migrate_to_device(cmd);
+      return dmirror_migrate_to_device(cmd);
     case HMM_DMIRROR_MIGRATE_TO_SYS:
-      return migrate_to_system(cmd);
+      return dmirror_migrate_to_system(cmd);
     case HMM_DMIRROR_SNAPSHOT:
-      return snapshot(cmd);
+      return dmirror_snapshot(cmd);
     case HMM_DMIRROR_EXCLUSIVE:
-      return exclusive(cmd);
+      return dmirror_exclusive(cmd);
     case HMM_DMIRROR_CHECK_EXCLUSIVE:
-      return check_exclusive(*cmd);
+      return dmirror_check_atomic(*cmd);
     case HMM_DMIRROR_RELEASE:
-      device_.remove_chunks();
+      device_.dmirror_device_remove_chunks();
       return 0;
     default:
       return -EINVAL;
@@ -355,7 +356,7 @@ int Dmirror::ioctl(unsigned command, HmmDmirrorCmd* cmd) {
 
 // ---- faulting the mirror in ----
 
-int Dmirror::range_fault(HmmRange* range) {
+int Dmirror::dmirror_range_fault(HmmRange* range) {
   const auto deadline = std::chrono::steady_clock::now() + HMM_RANGE_DEFAULT_TIMEOUT;
   for (;;) {
     if (std::chrono::steady_clock::now() > deadline) return -EBUSY;
@@ -382,7 +383,7 @@ int Dmirror::range_fault(HmmRange* range) {
   }
 }
 
-int Dmirror::fault(VirtAddr start, VirtAddr end, bool write) {
+int Dmirror::dmirror_fault(VirtAddr start, VirtAddr end, bool write) {
   MmUser user(mm_);
   if (!user.ok()) return -EFAULT;
   uint64_t pfns[kBatch];
@@ -394,14 +395,14 @@ int Dmirror::fault(VirtAddr start, VirtAddr end, bool write) {
   for (VirtAddr addr = start; addr < end; addr = range.end) {
     range.start = addr;
     range.end = std::min(end, addr + kBatch * PAGE_SIZE);
-    if (const int rc = range_fault(&range); rc != 0) return rc;
+    if (const int rc = dmirror_range_fault(&range); rc != 0) return rc;
   }
   return 0;
 }
 
 // ---- device access ----
 
-int Dmirror::do_read(VirtAddr start, VirtAddr end, std::byte* buf, uint64_t* done) {
+int Dmirror::dmirror_do_read(VirtAddr start, VirtAddr end, std::byte* buf, uint64_t* done) {
   for (VirtAddr a = start; a < end; a = a + PAGE_SIZE) {
     auto it = pt_.find(vpn(a));
     if (it == pt_.end()) return -ENOENT;
@@ -412,7 +413,7 @@ int Dmirror::do_read(VirtAddr start, VirtAddr end, std::byte* buf, uint64_t* don
   return 0;
 }
 
-int Dmirror::do_write(VirtAddr start, VirtAddr end, const std::byte* buf, uint64_t* done) {
+int Dmirror::dmirror_do_write(VirtAddr start, VirtAddr end, const std::byte* buf, uint64_t* done) {
   for (VirtAddr a = start; a < end; a = a + PAGE_SIZE) {
     auto it = pt_.find(vpn(a));
     if (it == pt_.end() || it->second.tag != kWrite) return -ENOENT;
@@ -423,7 +424,7 @@ int Dmirror::do_write(VirtAddr start, VirtAddr end, const std::byte* buf, uint64
   return 0;
 }
 
-int Dmirror::read(HmmDmirrorCmd* cmd) {
+int Dmirror::dmirror_read(HmmDmirrorCmd* cmd) {
   const VirtAddr first(cmd->addr);
   const VirtAddr end = first + cmd->npages * PAGE_SIZE;
   std::vector<std::byte> bounce(cmd->npages * PAGE_SIZE);
@@ -433,10 +434,10 @@ int Dmirror::read(HmmDmirrorCmd* cmd) {
     const VirtAddr start = first + done * PAGE_SIZE;
     {
       MutexGuard g(mutex_);
-      rc = do_read(start, end, bounce.data(), &done);
+      rc = dmirror_do_read(start, end, bounce.data(), &done);
     }
     if (rc != -ENOENT) break;
-    rc = fault(first + done * PAGE_SIZE, end, false);
+    rc = dmirror_fault(first + done * PAGE_SIZE, end, false);
     if (rc != 0) break;
     ++cmd->faults;
   }
@@ -445,7 +446,7 @@ int Dmirror::read(HmmDmirrorCmd* cmd) {
   return rc;
 }
 
-int Dmirror::write(HmmDmirrorCmd* cmd) {
+int Dmirror::dmirror_write(HmmDmirrorCmd* cmd) {
   const VirtAddr first(cmd->addr);
   const VirtAddr end = first + cmd->npages * PAGE_SIZE;
   std::vector<std::byte> bounce(cmd->npages * PAGE_SIZE);
@@ -456,10 +457,10 @@ int Dmirror::write(HmmDmirrorCmd* cmd) {
     const VirtAddr start = first + done * PAGE_SIZE;
     {
       MutexGuard g(mutex_);
-      rc = do_write(start, end, bounce.data(), &done);
+      rc = dmirror_do_write(start, end, bounce.data(), &done);
     }
     if (rc != -ENOENT) break;
-    rc = fault(first + done * PAGE_SIZE, end, true);
+    rc = dmirror_fault(first + done * PAGE_SIZE, end, true);
     if (rc != 0) break;
     ++cmd->faults;
   }
@@ -474,7 +475,7 @@ int Dmirror::read_back(HmmDmirrorCmd* cmd) {
   int rc = 0;
   {
     MutexGuard g(mutex_);
-    rc = do_read(start, start + cmd->npages * PAGE_SIZE, bounce.data(), &done);
+    rc = dmirror_do_read(start, start + cmd->npages * PAGE_SIZE, bounce.data(), &done);
   }
   if (rc == 0) std::memcpy(cmd->ptr, bounce.data(), bounce.size());
   cmd->cpages = done;
@@ -483,7 +484,7 @@ int Dmirror::read_back(HmmDmirrorCmd* cmd) {
 
 // ---- migration ----
 
-void Dmirror::alloc_and_copy_to_device(MigrateVma& args) {
+void Dmirror::dmirror_migrate_alloc_and_copy(MigrateVma& args) {
   MemorySystem& ms = device_.ms();
   for (uint64_t i = 0; i < args.npages; ++i) {
     if (!(args.src[i] & MIGRATE_PFN_MIGRATE)) continue;
@@ -493,7 +494,7 @@ void Dmirror::alloc_and_copy_to_device(MigrateVma& args) {
       MM_WARN_ON_ONCE(true, spage);  // already in a device
       continue;
     }
-    Page* dpage = device_.alloc_page();
+    Page* dpage = device_.dmirror_devmem_alloc_page();
     if (dpage == nullptr) continue;
     if (spage != nullptr) {
       copy_frame(ms, dpage, spage);
@@ -508,7 +509,7 @@ void Dmirror::alloc_and_copy_to_device(MigrateVma& args) {
   }
 }
 
-void Dmirror::map_migrated(const MigrateVma& args) {
+void Dmirror::dmirror_migrate_finalize_and_map(const MigrateVma& args) {
   MutexGuard g(mutex_);
   for (uint64_t i = 0; i < args.npages; ++i) {
     if (!(args.src[i] & MIGRATE_PFN_MIGRATE)) continue;
@@ -518,7 +519,7 @@ void Dmirror::map_migrated(const MigrateVma& args) {
   }
 }
 
-void Dmirror::alloc_and_copy_to_ram(MigrateVma& args) {
+void Dmirror::dmirror_devmem_fault_alloc_and_copy(MigrateVma& args) {
   MemorySystem& ms = device_.ms();
   for (uint64_t i = 0; i < args.npages; ++i) {
     Page* spage = migrate_pfn_to_page(ms, args.src[i]);
@@ -561,11 +562,11 @@ int Dmirror::migrate_batches(const HmmDmirrorCmd& cmd, unsigned select,
   return 0;
 }
 
-int Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
+int Dmirror::dmirror_migrate_to_device(HmmDmirrorCmd* cmd) {
   const int rc = migrate_batches(*cmd, MIGRATE_VMA_SELECT_SYSTEM, [this](MigrateVma& args) {
-    alloc_and_copy_to_device(args);
+    dmirror_migrate_alloc_and_copy(args);
     migrate_vma_pages(&args);
-    map_migrated(args);
+    dmirror_migrate_finalize_and_map(args);
   });
   if (rc != 0) return rc;
   // The migrated data, for verification (only what is in device memory
@@ -573,9 +574,9 @@ int Dmirror::migrate_to_device(HmmDmirrorCmd* cmd) {
   return read_back(cmd);
 }
 
-int Dmirror::migrate_to_system(HmmDmirrorCmd* cmd) {
+int Dmirror::dmirror_migrate_to_system(HmmDmirrorCmd* cmd) {
   return migrate_batches(*cmd, device_.select_flags(), [this, cmd](MigrateVma& args) {
-    alloc_and_copy_to_ram(args);
+    dmirror_devmem_fault_alloc_and_copy(args);
     migrate_vma_pages(&args);
     for (uint64_t i = 0; i < args.npages; ++i)
       cmd->cpages += (args.src[i] & MIGRATE_PFN_VALID) && (args.src[i] & MIGRATE_PFN_MIGRATE);
@@ -584,7 +585,7 @@ int Dmirror::migrate_to_system(HmmDmirrorCmd* cmd) {
 
 // ---- snapshot ----
 
-uint8_t Dmirror::mkentry(uint64_t e) const {
+uint8_t Dmirror::dmirror_mkentry(uint64_t e) const {
   if (e & HMM_PFN_ERROR) return HMM_DMIRROR_PROT_ERROR;
   if (!(e & HMM_PFN_VALID)) return HMM_DMIRROR_PROT_NONE;
   MemorySystem& ms = device_.ms();
@@ -609,7 +610,7 @@ uint8_t Dmirror::mkentry(uint64_t e) const {
   return perm;
 }
 
-int Dmirror::snapshot(HmmDmirrorCmd* cmd) {
+int Dmirror::dmirror_snapshot(HmmDmirrorCmd* cmd) {
   MmUser user(mm_);
   if (!user.ok()) return -EINVAL;
   const VirtAddr start(cmd->addr);
@@ -650,7 +651,7 @@ int Dmirror::snapshot(HmmDmirrorCmd* cmd) {
       MutexGuard g(mutex_);
       if (mmu_interval_read_retry(&sub, range.notifier_seq)) continue;
       for (uint64_t i = 0; i < n; ++i)
-        out[cmd->cpages + i] = mkentry(pfns[i]);
+        out[cmd->cpages + i] = dmirror_mkentry(pfns[i]);
       break;
     }
     mmu_interval_notifier_remove(&sub);
@@ -663,7 +664,7 @@ int Dmirror::snapshot(HmmDmirrorCmd* cmd) {
 
 // ---- device-exclusive access ----
 
-int Dmirror::exclusive(HmmDmirrorCmd* cmd) {
+int Dmirror::dmirror_exclusive(HmmDmirrorCmd* cmd) {
   const VirtAddr start(cmd->addr);
   const VirtAddr end = start + cmd->npages * PAGE_SIZE;
   {
@@ -696,7 +697,7 @@ int Dmirror::exclusive(HmmDmirrorCmd* cmd) {
   return read_back(cmd);
 }
 
-int Dmirror::check_exclusive(const HmmDmirrorCmd& cmd) {
+int Dmirror::dmirror_check_atomic(const HmmDmirrorCmd& cmd) {
   MutexGuard g(mutex_);
   const uint64_t first = cmd.addr >> PAGE_SHIFT;
   for (auto it = pt_.lower_bound(first); it != pt_.end() && it->first < first + cmd.npages; ++it) {

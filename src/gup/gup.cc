@@ -42,17 +42,26 @@ struct Followed {
   uint64_t page_mask = 0;  // pages of the leaf - 1 (0 for a PTE)
 };
 
-// can_follow_write_pte/pmd: a write through a read-only entry is only
-// honoured for FOLL_FORCE on an exclusive anonymous page of a private,
-// may-write (COW) mapping that is not currently writable.
-bool can_follow_write(bool entry_writable, const Page* page, const Vma* vma, Foll flags) {
-  if (entry_writable) return true;
+// What can_follow_write_pte and can_follow_write_pmd share (later kernels
+// call it can_follow_write_common): FOLL_FORCE may write through a
+// read-only entry only to an exclusive anonymous page of a private,
+// may-write (COW) mapping that is not writable now. pinmm tracks neither
+// soft-dirty nor uffd-wp, the two checks the kernel adds after it.
+bool can_follow_write_common(const Page* page, const Vma* vma, Foll flags) {
   if (!any(flags & FOLL_FORCE)) return false;
   if (any(vma->vm_flags & (VM_MAYSHARE | VM_SHARED))) return false;
   if (!any(vma->vm_flags & VM_MAYWRITE)) return false;
   if (any(vma->vm_flags & VM_WRITE)) return false;
   if (page == nullptr || !folio_test_anon(page_folio(page))) return false;
   return PageAnonExclusive(page);
+}
+
+bool can_follow_write_pte(pte_t pte, const Page* page, const Vma* vma, Foll flags) {
+  return pte_write(pte) || can_follow_write_common(page, vma, flags);
+}
+
+bool can_follow_write_pmd(pmd_t pmd, const Page* page, const Vma* vma, Foll flags) {
+  return pmd_write(pmd) || can_follow_write_common(page, vma, flags);
 }
 
 // no_page_table: FOLL_DUMP wants an error for holes a fault would fill
@@ -97,8 +106,9 @@ Followed follow_huge_pud(Vma* vma, pud_t* pud, VirtAddr addr, Foll flags) {
   if (!pud_leaf(v)) return no_page_table(vma, flags);
   Page* page =
       mm.ms().pfn_to_page(pud_pfn(v) + PageCount((addr.value() & ~PUD_MASK) >> PAGE_SHIFT));
-  if (any(flags & FOLL_WRITE) && !can_follow_write(pud_write(v), page, vma, flags))
-    return Followed{};
+  // No FOLL_FORCE here: only hugetlb maps PUD leaves, and check_vma_flags
+  // refuses FOLL_FORCE writes to hugetlb before any walk.
+  if (any(flags & FOLL_WRITE) && !pud_write(v)) return Followed{};
   return grab_leaf(vma, page, page, pud_write(v), flags, (uint64_t{1} << HPAGE_PUD_ORDER) - 1);
 }
 
@@ -114,7 +124,7 @@ Followed follow_page_pte(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
     r = pte_none(pte) ? no_page_table(vma, flags) : Followed{};
   } else {
     Page* page = vm_normal_page(vma, addr, pte);
-    if (any(flags & FOLL_WRITE) && !can_follow_write(pte_write(pte), page, vma, flags)) {
+    if (any(flags & FOLL_WRITE) && !can_follow_write_pte(pte, page, vma, flags)) {
       r = Followed{};
     } else if (page == nullptr) {
       if (any(flags & FOLL_DUMP)) {
@@ -153,7 +163,7 @@ Followed follow_pmd_mask(Vma* vma, pmd_t* pmd, VirtAddr addr, Foll flags) {
   }
   Page* head = mm.ms().pfn_to_page(pmd_pfn(cur));
   Page* page = head + ((addr.value() & ~PMD_MASK) >> PAGE_SHIFT);
-  if (any(flags & FOLL_WRITE) && !can_follow_write(pmd_write(cur), page, vma, flags)) {
+  if (any(flags & FOLL_WRITE) && !can_follow_write_pmd(cur, page, vma, flags)) {
     r = Followed{};
   } else if (any(flags & FOLL_DUMP) && mm.vm().is_huge_zero_folio(page_folio(head))) {
     r.err = -EFAULT;

@@ -167,7 +167,7 @@ void MemoryHotplug::unregister_memory_notifier(int id) {
   std::erase_if(notifiers_, [id](const auto& n) { return n.first == id; });
 }
 
-int MemoryHotplug::notify(MemoryNotifyEvent event, const MemoryNotify& arg) {
+int MemoryHotplug::memory_notify(MemoryNotifyEvent event, const MemoryNotify& arg) {
   for (const auto& [id, fn] : notifiers_) {
     const int rc = fn(event, arg);
     // notifier_to_errno: only the MEM_GOING_* events may veto.
@@ -191,8 +191,8 @@ int MemoryHotplug::online_pages(Pfn pfn, PageCount nr, Zone& zone, int group) {
   if (!ms_.node(nid).has_memory()) arg.status_change_nid = nid;
   if (zone.type() == ZONE_NORMAL && !ms_.zone(nid, ZONE_NORMAL).populated())
     arg.status_change_nid_normal = nid;
-  if (const int rc = notify(MEM_GOING_ONLINE, arg); rc != 0) {
-    notify(MEM_CANCEL_ONLINE, arg);
+  if (const int rc = memory_notify(MEM_GOING_ONLINE, arg); rc != 0) {
+    memory_notify(MEM_CANCEL_ONLINE, arg);
     ms_.remove_pfn_range_from_zone(zone, pfn, nr);
     return rc;
   }
@@ -202,7 +202,7 @@ int MemoryHotplug::online_pages(Pfn pfn, PageCount nr, Zone& zone, int group) {
   ms_.adjust_present_page_count(zone, pfn, static_cast<int64_t>(nr.value()), group);
   undo_isolate_page_range(ms_, pfn, pfn + nr, MIGRATE_MOVABLE);
   ms_.init_per_zone_wmark_min();
-  notify(MEM_ONLINE, arg);
+  memory_notify(MEM_ONLINE, arg);
   return 0;
 }
 
@@ -350,11 +350,12 @@ int MemoryHotplug::offline_pages(Pfn start, PageCount nr, Zone& zone, int group,
   auto undo = [&](int err, const char* reason) {
     device_hotplug_lock_.assert_held();
     undo_isolate_page_range(ms_, start, end, MIGRATE_MOVABLE);
-    notify(MEM_CANCEL_OFFLINE, arg);
+    memory_notify(MEM_CANCEL_OFFLINE, arg);
     lru_cache_enable(ms_);
     return fail(err, reason);
   };
-  if (const int rc = notify(MEM_GOING_OFFLINE, arg); rc != 0) return undo(rc, "notifier failure");
+  if (const int rc = memory_notify(MEM_GOING_OFFLINE, arg); rc != 0)
+    return undo(rc, "notifier failure");
 
   for (;;) {
     Pfn pfn = start;
@@ -405,7 +406,7 @@ int MemoryHotplug::offline_pages(Pfn start, PageCount nr, Zone& zone, int group,
   zone.add_managed_pages(-static_cast<int64_t>(managed));
   ms_.adjust_present_page_count(zone, start, -static_cast<int64_t>(nr.value()), group);
   ms_.init_per_zone_wmark_min();
-  notify(MEM_OFFLINE, arg);
+  memory_notify(MEM_OFFLINE, arg);
   ms_.remove_pfn_range_from_zone(zone, start, nr);
   res.blocked.clear_blockers();
   return 0;
@@ -413,7 +414,7 @@ int MemoryHotplug::offline_pages(Pfn start, PageCount nr, Zone& zone, int group,
 
 // ---- memory blocks ----
 
-int MemoryHotplug::online_block(MemoryBlock& mb, OnlineType type) {
+int MemoryHotplug::memory_block_online(MemoryBlock& mb, OnlineType type) {
   if (load_state(mb) != MemoryBlockState::kOffline) return -EINVAL;
   const OnlineType t = type == OnlineType::kOffline ? OnlineType::kOnline : type;
   Zone& zone = zone_for_pfn_range(t, mb.nid, mb.group, mb.start_pfn, mb.nr_pages);
@@ -428,8 +429,8 @@ int MemoryHotplug::online_block(MemoryBlock& mb, OnlineType type) {
   return 0;
 }
 
-int MemoryHotplug::offline_block(MemoryBlock& mb, const OfflineOptions& options,
-                                 OfflineResult* result) {
+int MemoryHotplug::memory_block_offline(MemoryBlock& mb, const OfflineOptions& options,
+                                        OfflineResult* result) {
   if (load_state(mb) != MemoryBlockState::kOnline) return -EINVAL;
   Zone& zone = ms_.zone(mb.nid, mb.zone);
   store_state(mb, MemoryBlockState::kGoingOffline);
@@ -452,10 +453,10 @@ int MemoryHotplug::state_store(uint64_t block, std::string_view value,
   // state_store turns into -EINVAL.
   if (*type == OnlineType::kOffline) {
     if (state == MemoryBlockState::kOffline) return -EINVAL;
-    return offline_block(mb, options, result);
+    return memory_block_offline(mb, options, result);
   }
   if (state == MemoryBlockState::kOnline) return -EINVAL;
-  return online_block(mb, *type);
+  return memory_block_online(mb, *type);
 }
 
 std::string MemoryHotplug::state_show(uint64_t block) const {
@@ -502,7 +503,7 @@ Result<int> MemoryHotplug::add_memory(int nid, Pfn start, PageCount nr, bool as_
     for (Pfn b = start; b < start + nr; b += ms_.block_pages()) {
       // A failure leaves the block offline, as online_memory_block's
       // caller only logs it.
-      (void)online_block(ms_.memory_block_of(b), default_online_type_.load());
+      (void)memory_block_online(ms_.memory_block_of(b), default_online_type_.load());
     }
   }
   return group;

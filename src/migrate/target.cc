@@ -39,7 +39,8 @@ Folio* alloc_migration_target(MemorySystem& ms, Folio* src, const MigrationTarge
   if (folio_test_hugetlb(src)) {
     Hstate* h = ms.hugetlb().hstate_for_order(folio_order(src));
     if (h == nullptr) return nullptr;
-    return ms.hugetlb().alloc_for_migration(*h, nid, nmask, htlb_allow_alloc_fallback(mtc.reason));
+    return ms.hugetlb().alloc_hugetlb_folio_nodemask(*h, nid, nmask,
+                                                     htlb_allow_alloc_fallback(mtc.reason));
   }
   Gfp gfp = mtc.gfp_mask;
   unsigned order = 0;

@@ -36,14 +36,14 @@ Hstate* HugetlbPools::hstate_for_order(unsigned order) {
   return nullptr;
 }
 
-void HugetlbPools::enqueue(Hstate& h, Folio* folio) {
+void HugetlbPools::enqueue_hugetlb_folio(Hstate& h, Folio* folio) {
   const int nid = folio_nid(folio);
   list_add_tail(&folio->page.lru, &h.free_lists[nid]);
   ++h.free_huge_pages;
   ++h.free_huge_pages_node[nid];
 }
 
-uint64_t HugetlbPools::alloc_pool_pages(unsigned index, int nid, uint64_t count) {
+uint64_t HugetlbPools::hugetlb_hstate_alloc_pages_onenode(unsigned index, int nid, uint64_t count) {
   Hstate& h = hstates_[index];
   MM_BUG_ON(h.order > MAX_PAGE_ORDER);  // gigantic pages come from boot memory
   uint64_t got = 0;
@@ -61,7 +61,7 @@ uint64_t HugetlbPools::alloc_pool_pages(unsigned index, int nid, uint64_t count)
     MutexGuard g(hugetlb_lock);
     ++h.nr_huge_pages;
     ++h.nr_huge_pages_node[folio_nid(folio)];
-    enqueue(h, folio);
+    enqueue_hugetlb_folio(h, folio);
   }
   return got;
 }
@@ -79,10 +79,10 @@ void HugetlbPools::add_bootmem_folio(unsigned index, Page* head) {
   MutexGuard g(hugetlb_lock);
   ++h.nr_huge_pages;
   ++h.nr_huge_pages_node[folio_nid(folio)];
-  enqueue(h, folio);
+  enqueue_hugetlb_folio(h, folio);
 }
 
-Folio* HugetlbPools::dequeue_node_exact(Hstate& h, int nid, bool pin_scope) {
+Folio* HugetlbPools::dequeue_hugetlb_folio_node_exact(Hstate& h, int nid, bool pin_scope) {
   ListHead* head = &h.free_lists[nid];
   for (ListHead* pos = head->load_next(); pos != head; pos = pos->load_next()) {
     Folio* folio = folio_of(pos);
@@ -98,19 +98,20 @@ Folio* HugetlbPools::dequeue_node_exact(Hstate& h, int nid, bool pin_scope) {
   return nullptr;
 }
 
-Folio* HugetlbPools::dequeue(Hstate& h, int nid) {
+Folio* HugetlbPools::dequeue_hugetlb_folio_nodemask(Hstate& h, int nid) {
   const bool pin_scope = current().flags() & PF_MEMALLOC_PIN;
   MutexGuard g(hugetlb_lock);
   const int nr_nodes = ms_.nr_nodes();
   const int first = nid == NUMA_NO_NODE ? 0 : nid;
   for (int k = 0; k < nr_nodes; ++k) {
-    if (Folio* folio = dequeue_node_exact(h, (first + k) % nr_nodes, pin_scope)) return folio;
+    if (Folio* folio = dequeue_hugetlb_folio_node_exact(h, (first + k) % nr_nodes, pin_scope))
+      return folio;
   }
   return nullptr;
 }
 
-Folio* HugetlbPools::alloc_for_migration(Hstate& h, int preferred_nid, const NodeMask* nodemask,
-                                         bool fallback) {
+Folio* HugetlbPools::alloc_hugetlb_folio_nodemask(Hstate& h, int preferred_nid,
+                                                  const NodeMask* nodemask, bool fallback) {
   const bool pin_scope = current().flags() & PF_MEMALLOC_PIN;
   if (preferred_nid < 0) preferred_nid = 0;
   MutexGuard g(hugetlb_lock);
@@ -119,7 +120,7 @@ Folio* HugetlbPools::alloc_for_migration(Hstate& h, int preferred_nid, const Nod
   for (int k = 0; k < nr_nodes && (k == 0 || fallback); ++k) {
     const int n = (preferred_nid + k) % nr_nodes;
     if (nodemask != nullptr && !nodemask->test(static_cast<size_t>(n))) continue;
-    if (Folio* folio = dequeue_node_exact(h, n, pin_scope)) return folio;
+    if (Folio* folio = dequeue_hugetlb_folio_node_exact(h, n, pin_scope)) return folio;
   }
   return nullptr;
 }
@@ -135,7 +136,7 @@ void HugetlbPools::free_huge_folio(Folio* folio) {
   folio->page.set_mapping(0);
   folio->page.set_private_data(0);
   MutexGuard g(hugetlb_lock);
-  enqueue(*h, folio);
+  enqueue_hugetlb_folio(*h, folio);
 }
 
 int HugetlbPools::dissolve_free_hugetlb_folio(Folio* folio) {

@@ -67,7 +67,7 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
     for (const HugepageConfig& h : config.hugepages) {
       if (h.page_size != Bytes::MiB(2)) continue;  // gigantic pages came from boot memory
       if (h.nid) {
-        ms->hugetlb().alloc_pool_pages(HugetlbPools::kPmdIndex, *h.nid, h.count);
+        ms->hugetlb().hugetlb_hstate_alloc_pages_onenode(HugetlbPools::kPmdIndex, *h.nid, h.count);
       } else {
         // Interleave over the nodes, as hugetlb_hstate_alloc_pages does:
         // each page comes from the next node that has one, and the pool
@@ -76,7 +76,8 @@ Result<std::unique_ptr<MemorySystem>> MemorySystem::create(const MachineConfig& 
         for (uint64_t i = 0; i < h.count; ++i) {
           bool got = false;
           for (int tried = 0; tried < ms->nr_nodes() && !got; ++tried) {
-            got = ms->hugetlb().alloc_pool_pages(HugetlbPools::kPmdIndex, next, 1) == 1;
+            got = ms->hugetlb().hugetlb_hstate_alloc_pages_onenode(HugetlbPools::kPmdIndex, next,
+                                                                   1) == 1;
             next = (next + 1) % ms->nr_nodes();
           }
           if (!got) break;

@@ -145,7 +145,8 @@ TEST(MemorySystem, HugetlbBootPools) {
   EXPECT_EQ(ms->zone(0, ZONE_NORMAL).stats().get(NR_FREE_PAGES), 4096 - 3 * 512);
   EXPECT_VALID(*ms);
 
-  Folio* f = ms->hugetlb().dequeue(ms->hugetlb().hstate(HugetlbPools::kPmdIndex), 0);
+  Folio* f = ms->hugetlb().dequeue_hugetlb_folio_nodemask(
+      ms->hugetlb().hstate(HugetlbPools::kPmdIndex), 0);
   ASSERT_NE(f, nullptr);
   EXPECT_EQ(folio_ref_count(f), 1);
   EXPECT_TRUE(folio_test_hugetlb(f));
@@ -192,7 +193,8 @@ TEST(MemorySystem, GiganticPagesComeFromBootMemoryBelowTheMemmap) {
   auto ms = boot(c);
   const HstateCounts h = ms->hugetlb().counts(HugetlbPools::kPudIndex);
   EXPECT_EQ(h.nr_huge_pages, 1u);
-  Folio* f = ms->hugetlb().dequeue(ms->hugetlb().hstate(HugetlbPools::kPudIndex), NUMA_NO_NODE);
+  Folio* f = ms->hugetlb().dequeue_hugetlb_folio_nodemask(
+      ms->hugetlb().hstate(HugetlbPools::kPudIndex), NUMA_NO_NODE);
   ASSERT_NE(f, nullptr);
   // Kernel part: 3 GiB; memmap 64 MiB at its top; the 1 GiB page is the
   // highest 1 GiB-aligned range below that: [1 GiB, 2 GiB).

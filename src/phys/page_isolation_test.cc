@@ -150,7 +150,7 @@ TEST(PageIsolationHugetlb, DissolveRefusesUsedAndReservedFolios) {
   c.hugepages.push_back({Bytes::MiB(2), 1, 0});
   auto ms = testing::boot(c);
   Hstate& h = ms->hugetlb().hstate(HugetlbPools::kPmdIndex);
-  Folio* folio = ms->hugetlb().dequeue(h, 0);
+  Folio* folio = ms->hugetlb().dequeue_hugetlb_folio_nodemask(h, 0);
   ASSERT_NE(folio, nullptr);
   EXPECT_EQ(ms->hugetlb().dissolve_free_hugetlb_folio(folio), -EBUSY);
   folio_put(folio);  // back to the pool

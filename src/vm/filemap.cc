@@ -281,7 +281,7 @@ void unmap_mapping_range(File& file, uint64_t from_index, bool even_cows) {
     mmu_notifier_invalidate_range_start(range);
     {
       MmuGather tlb(mm);
-      zap_page_range(vma, start, vma->vm_end, tlb, ZapDetails{&mapping, even_cows});
+      unmap_single_vma(tlb, vma, start, vma->vm_end, ZapDetails{&mapping, even_cows});
     }
     mmu_notifier_invalidate_range_end(range);
   }

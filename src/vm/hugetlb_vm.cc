@@ -87,7 +87,7 @@ Folio* alloc_hugetlb_folio_from(HugetlbPools& pools, Hstate& h, bool use_reserve
       return nullptr;  // every free page is promised to someone
     }
   }
-  Folio* folio = pools.dequeue(h, NUMA_NO_NODE);
+  Folio* folio = pools.dequeue_hugetlb_folio_nodemask(h, NUMA_NO_NODE);
   if (folio == nullptr && use_reserve) {
     MutexGuard g(pools.hugetlb_lock);
     ++h.resv_huge_pages;

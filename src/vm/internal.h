@@ -20,8 +20,8 @@ struct ZapDetails {
   const void* only_mapping = nullptr;
   bool even_cows = true;
 };
-void zap_page_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb,
-                    const ZapDetails& details = {});
+void unmap_single_vma(MmuGather& tlb, Vma* vma, VirtAddr start, VirtAddr end,
+                      const ZapDetails& details = {});
 // Frees the page-table pages covering [start, end) that lie entirely within
 // [floor, ceiling) (the gap left by the unmapped VMAs).
 void free_pgtables(Mm& mm, VirtAddr start, VirtAddr end, VirtAddr floor, VirtAddr ceiling,

@@ -651,8 +651,8 @@ void zap_pte(Vma* vma, pte_t* ptep, VirtAddr addr, MmuGather& tlb, const ZapDeta
 
 }  // namespace
 
-void zap_page_range(Vma* vma, VirtAddr start, VirtAddr end, MmuGather& tlb,
-                    const ZapDetails& details) {
+void unmap_single_vma(MmuGather& tlb, Vma* vma, VirtAddr start, VirtAddr end,
+                      const ZapDetails& details) {
   if (is_vm_hugetlb_page(vma)) {
     unmap_hugepage_range(vma, start, end, tlb, details);
     return;

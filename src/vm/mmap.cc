@@ -208,7 +208,7 @@ Result<void> do_munmap(Mm& mm, VirtAddr start, VirtAddr end) {
   {
     MmuGather tlb(mm);
     for (Vma* vma : vmas)
-      zap_page_range(vma, vma->vm_start, vma->vm_end, tlb);
+      unmap_single_vma(tlb, vma, vma->vm_start, vma->vm_end);
     for (Vma* vma : vmas)
       unlink_vma_from_rmap(vma);
     free_pgtables(mm, start, end, floor, ceiling, tlb);
@@ -290,7 +290,7 @@ Result<void> madvise_dontneed(Mm& mm, VirtAddr start, VirtAddr end) REQUIRES_SHA
     mmu_notifier_invalidate_range_start(range);
     {
       MmuGather tlb(mm);
-      zap_page_range(vma, s, e, tlb);
+      unmap_single_vma(tlb, vma, s, e);
     }
     mmu_notifier_invalidate_range_end(range);
   }
@@ -423,7 +423,7 @@ void exit_mmap(Mm& mm) {
   {
     MmuGather tlb(mm);
     for (Vma* vma : vmas)
-      zap_page_range(vma, vma->vm_start, vma->vm_end, tlb);
+      unmap_single_vma(tlb, vma, vma->vm_start, vma->vm_end);
     for (Vma* vma : vmas)
       unlink_vma_from_rmap(vma);
     free_pgtables(mm, VirtAddr(0), VirtAddr(TASK_SIZE + PAGE_SIZE), VirtAddr(0),

@@ -116,11 +116,11 @@ class DmirrorDevice {
   // dmirror_devmem_alloc_page: a page handed out by zone_device_page_init
   // (refcount 1, locked), adding a chunk when the free list is empty;
   // nullptr if the device space is full.
-  Page* alloc_page() EXCLUDES(lock_, devmem_lock_);
+  Page* dmirror_devmem_alloc_page() EXCLUDES(lock_, devmem_lock_);
   // Whether `page` is one of this device's.
   bool owns(const Page* page) const;
   // RELEASE: every chunk evicted to RAM and unregistered.
-  void remove_chunks() EXCLUDES(lock_, devmem_lock_);
+  void dmirror_device_remove_chunks() EXCLUDES(lock_, devmem_lock_);
   // The open file whose pages these are (for migrate_to_ram).
   void set_page_mirror(const Page* page, Dmirror* mirror);
   Dmirror* page_mirror(const Page* page) const;
@@ -144,13 +144,13 @@ class DmirrorDevice {
     std::atomic<bool> remove{false};
     std::vector<std::atomic<Dmirror*>> mirrors;  // per page
   };
-  static void page_free(Page* page);
-  static uint32_t migrate_to_ram(VmFaultInfo& vmf);
+  static void dmirror_devmem_free(Page* page);
+  static uint32_t dmirror_devmem_fault(VmFaultInfo& vmf);
   static const DevPagemapOps kOps;
 
   Chunk* chunk_of(const Page* page) const;
-  Result<void> add_chunk() REQUIRES(devmem_lock_) EXCLUDES(lock_);
-  void evict_chunk(Chunk& chunk);
+  Result<void> dmirror_allocate_chunk() REQUIRES(devmem_lock_) EXCLUDES(lock_);
+  void dmirror_device_evict_chunk(Chunk& chunk);
 
   MemorySystem& ms_;
   const DmirrorMemory type_;
@@ -205,24 +205,26 @@ class Dmirror : public MmuIntervalNotifierOps {
   bool invalidate(MmuIntervalNotifier* sub, const MmuNotifierRange& range,
                   uint64_t cur_seq) override;
 
-  int read(HmmDmirrorCmd* cmd);
-  int write(HmmDmirrorCmd* cmd);
-  int migrate_to_device(HmmDmirrorCmd* cmd);
-  int migrate_to_system(HmmDmirrorCmd* cmd);
-  int snapshot(HmmDmirrorCmd* cmd);
-  int exclusive(HmmDmirrorCmd* cmd);
-  int check_exclusive(const HmmDmirrorCmd& cmd) EXCLUDES(mutex_);
+  int dmirror_read(HmmDmirrorCmd* cmd);
+  int dmirror_write(HmmDmirrorCmd* cmd);
+  int dmirror_migrate_to_device(HmmDmirrorCmd* cmd);
+  int dmirror_migrate_to_system(HmmDmirrorCmd* cmd);
+  int dmirror_snapshot(HmmDmirrorCmd* cmd);
+  int dmirror_exclusive(HmmDmirrorCmd* cmd);
+  int dmirror_check_atomic(const HmmDmirrorCmd& cmd) EXCLUDES(mutex_);
 
   // dmirror_fault: hmm_range_fault in 64-page pieces, storing the results.
-  int fault(VirtAddr start, VirtAddr end, bool write);
-  int range_fault(HmmRange* range);
+  int dmirror_fault(VirtAddr start, VirtAddr end, bool write);
+  int dmirror_range_fault(HmmRange* range);
   // Copies between the mirror's pages and `buf`; -ENOENT at the first page
   // without (or, writing, without a writable) entry; *done counts pages.
-  int do_read(VirtAddr start, VirtAddr end, std::byte* buf, uint64_t* done) REQUIRES(mutex_);
-  int do_write(VirtAddr start, VirtAddr end, const std::byte* buf, uint64_t* done) REQUIRES(mutex_);
+  int dmirror_do_read(VirtAddr start, VirtAddr end, std::byte* buf, uint64_t* done)
+      REQUIRES(mutex_);
+  int dmirror_do_write(VirtAddr start, VirtAddr end, const std::byte* buf, uint64_t* done)
+      REQUIRES(mutex_);
   // Reads the range back into cmd->ptr (after a migration or EXCLUSIVE).
   int read_back(HmmDmirrorCmd* cmd) EXCLUDES(mutex_);
-  uint8_t mkentry(uint64_t hmm_pfn) const;
+  uint8_t dmirror_mkentry(uint64_t hmm_pfn) const;
 
   // migrate_vma over cmd's range in 64-page batches within each VMA (mmap
   // lock held): setup with `select`, then `between` (allocate, copy,
@@ -231,12 +233,12 @@ class Dmirror : public MmuIntervalNotifierOps {
   int migrate_batches(const HmmDmirrorCmd& cmd, unsigned select,
                       const std::function<void(MigrateVma&)>& between);
   // migrate_vma steps for MIGRATE_TO_DEV.
-  void alloc_and_copy_to_device(MigrateVma& args);
-  void map_migrated(const MigrateVma& args) EXCLUDES(mutex_);
+  void dmirror_migrate_alloc_and_copy(MigrateVma& args);
+  void dmirror_migrate_finalize_and_map(const MigrateVma& args) EXCLUDES(mutex_);
 
   friend class DmirrorDevice;
   // dmirror_devmem_fault_alloc_and_copy: RAM pages for this device's pages.
-  void alloc_and_copy_to_ram(MigrateVma& args);
+  void dmirror_devmem_fault_alloc_and_copy(MigrateVma& args);
 
   DmirrorDevice& device_;
   Mm& mm_;

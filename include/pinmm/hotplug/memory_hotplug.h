@@ -183,13 +183,14 @@ class MemoryHotplug {
   ValidationReport validate() const EXCLUDES(device_hotplug_lock_);
 
  private:
-  int online_block(MemoryBlock& mb, OnlineType type) REQUIRES(device_hotplug_lock_);
-  int offline_block(MemoryBlock& mb, const OfflineOptions& options, OfflineResult* result)
+  int memory_block_online(MemoryBlock& mb, OnlineType type) REQUIRES(device_hotplug_lock_);
+  int memory_block_offline(MemoryBlock& mb, const OfflineOptions& options, OfflineResult* result)
       REQUIRES(device_hotplug_lock_);
   int online_pages(Pfn pfn, PageCount nr, Zone& zone, int group) REQUIRES(device_hotplug_lock_);
   int offline_pages(Pfn start, PageCount nr, Zone& zone, int group, const OfflineOptions& options,
                     OfflineResult* result) REQUIRES(device_hotplug_lock_);
-  int notify(MemoryNotifyEvent event, const MemoryNotify& arg) REQUIRES(device_hotplug_lock_);
+  int memory_notify(MemoryNotifyEvent event, const MemoryNotify& arg)
+      REQUIRES(device_hotplug_lock_);
   bool auto_movable_can_online_movable(int nid, int group, uint64_t nr_pages) const;
   Zone& auto_movable_zone_for_pfn(int nid, int group, Pfn pfn, PageCount nr) const;
   Zone& default_kernel_zone_for_pfn(int nid, Pfn start, PageCount nr) const;

@@ -75,21 +75,22 @@ class HugetlbPools {
 
   // Boot: allocate `count` 2 MiB pages on `nid` from the buddy allocator.
   // Returns how many it got.
-  uint64_t alloc_pool_pages(unsigned index, int nid, uint64_t count) EXCLUDES(hugetlb_lock);
+  uint64_t hugetlb_hstate_alloc_pages_onenode(unsigned index, int nid, uint64_t count)
+      EXCLUDES(hugetlb_lock);
   // Boot: turn a reserved range of boot memory into a free gigantic folio.
   void add_bootmem_folio(unsigned index, Page* head) EXCLUDES(hugetlb_lock);
 
   // Takes a free folio of `h` from `nid` (any node if NUMA_NO_NODE); refcount
   // becomes 1. Inside a memalloc_pin scope, folios that may not be pinned
   // long-term (ZONE_MOVABLE, CMA) are skipped. nullptr if none.
-  Folio* dequeue(Hstate& h, int nid) EXCLUDES(hugetlb_lock);
+  Folio* dequeue_hugetlb_folio_nodemask(Hstate& h, int nid) EXCLUDES(hugetlb_lock);
   // alloc_hugetlb_folio_nodemask for migration targets: a free folio from
   // `preferred_nid`, or, with `fallback`, from the other nodes of `nodemask`
   // (all nodes if nullptr), only while the pool has pages beyond its
   // reservations. nullptr otherwise (pinmm allocates no temporary surplus
   // folio; see docs/migrate.md).
-  Folio* alloc_for_migration(Hstate& h, int preferred_nid, const NodeMask* nodemask, bool fallback)
-      EXCLUDES(hugetlb_lock);
+  Folio* alloc_hugetlb_folio_nodemask(Hstate& h, int preferred_nid, const NodeMask* nodemask,
+                                      bool fallback) EXCLUDES(hugetlb_lock);
   // The last reference to a hugetlb folio is gone: back to its pool.
   void free_huge_folio(Folio* folio) EXCLUDES(hugetlb_lock);
   // dissolve_free_hugetlb_folio: a free pool folio leaves the pool and goes
@@ -108,9 +109,10 @@ class HugetlbPools {
   mutable Mutex hugetlb_lock{LockRank::kHugetlbLock};
 
  private:
-  void enqueue(Hstate& h, Folio* folio) REQUIRES(hugetlb_lock);
+  void enqueue_hugetlb_folio(Hstate& h, Folio* folio) REQUIRES(hugetlb_lock);
   // dequeue_hugetlb_folio_node_exact: a usable free folio of node `nid`.
-  Folio* dequeue_node_exact(Hstate& h, int nid, bool pin_scope) REQUIRES(hugetlb_lock);
+  Folio* dequeue_hugetlb_folio_node_exact(Hstate& h, int nid, bool pin_scope)
+      REQUIRES(hugetlb_lock);
 
   MemorySystem& ms_;
   std::array<Hstate, 2> hstates_;
