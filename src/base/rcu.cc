@@ -132,8 +132,6 @@ class Deferred {
 
 }  // namespace
 
-void register_thread() { ensure_registered(); }
-
 // The capability is notional: liburcu holds the real state.
 void read_lock() NO_THREAD_SAFETY_ANALYSIS {
   ensure_registered();

@@ -129,7 +129,7 @@ ValidationReport RdmaNic::validate() const {
 void RdmaNic::start_engine() {
   if (engine_.joinable()) return;
   {
-    std::lock_guard<std::mutex> g(queue_lock_);
+    MutexGuard g(queue_lock_);
     stopping_ = false;
   }
   engine_ = std::thread([this] { engine_loop(); });
@@ -140,37 +140,43 @@ void RdmaNic::engine_loop() {
   Task task(0, name_);
   task.set_flags(PF_KTHREAD);
   CurrentTask as(task);
-  std::unique_lock<std::mutex> g(queue_lock_);
   for (;;) {
-    queue_cv_.wait(g, [this] { return stopping_ || !queue_.empty(); });
-    if (queue_.empty()) return;  // stopping, and nothing left
-    std::function<void()> work = std::move(queue_.front());
-    queue_.pop_front();
-    ++running_;
-    g.unlock();
+    std::function<void()> work;
+    {
+      MutexGuard g(queue_lock_);
+      while (!stopping_ && queue_.empty())
+        queue_cv_.wait(queue_lock_);
+      if (queue_.empty()) return;  // stopping, and nothing left
+      work = std::move(queue_.front());
+      queue_.pop_front();
+      ++running_;
+    }
     work();
-    g.lock();
-    --running_;
+    {
+      MutexGuard g(queue_lock_);
+      --running_;
+    }
     queue_cv_.notify_all();
   }
 }
 
 void RdmaNic::submit(std::function<void()> work) {
   {
-    std::lock_guard<std::mutex> g(queue_lock_);
+    MutexGuard g(queue_lock_);
     queue_.push_back(std::move(work));
   }
   queue_cv_.notify_all();
 }
 
 void RdmaNic::drain() {
-  std::unique_lock<std::mutex> g(queue_lock_);
-  queue_cv_.wait(g, [this] { return queue_.empty() && running_ == 0; });
+  MutexGuard g(queue_lock_);
+  while (!queue_.empty() || running_ != 0)
+    queue_cv_.wait(queue_lock_);
 }
 
 void RdmaNic::stop_engine() {
   {
-    std::lock_guard<std::mutex> g(queue_lock_);
+    MutexGuard g(queue_lock_);
     stopping_ = true;
   }
   queue_cv_.notify_all();

@@ -145,7 +145,7 @@ Actor::Process* Actor::pick_process(Choices& c) {
     auto p = std::make_unique<Process>();
     int pid = 0;
     {
-      std::lock_guard<std::mutex> g(s_.lock);
+      MutexGuard g(s_.lock);
       pid = s_.next_pid++;
     }
     p->task = std::make_unique<Task>(pid, fmt::format("stress{}", id_));
@@ -283,7 +283,7 @@ void Actor::teardown() {
       ++tally_.violations;
       tally_.problem(fmt::format("actor {}: memory{} does not come back online: {}", id_, id, rc));
     }
-    std::lock_guard<std::mutex> g(s_.lock);
+    MutexGuard g(s_.lock);
     s_.offline_blocks.erase(id);
   }
   my_offline_.clear();
@@ -360,7 +360,7 @@ bool Actor::op_fork(Choices& c) {
   auto child = std::make_unique<Process>();
   int pid = 0;
   {
-    std::lock_guard<std::mutex> g(s_.lock);
+    MutexGuard g(s_.lock);
     pid = s_.next_pid++;
   }
   child->task = std::make_unique<Task>(pid, fmt::format("stress{}", id_));
@@ -653,7 +653,7 @@ bool Actor::op_migrate_pages(Choices& c) {
 bool Actor::op_offline(Choices& c) {
   std::vector<uint64_t> candidates;
   {
-    std::lock_guard<std::mutex> g(s_.lock);
+    MutexGuard g(s_.lock);
     if (s_.offline_blocks.size() >= kMaxOfflineBlocks) return false;
     for (uint64_t id : s_.movable_blocks) {
       if (!s_.offline_blocks.contains(id)) candidates.push_back(id);
@@ -675,7 +675,7 @@ bool Actor::op_offline(Choices& c) {
     my_offline_.insert(id);
     return true;
   }
-  std::lock_guard<std::mutex> g(s_.lock);
+  MutexGuard g(s_.lock);
   s_.offline_blocks.erase(id);
   return true;
 }
@@ -694,7 +694,7 @@ bool Actor::op_online(Choices& c) {
     return true;
   }
   my_offline_.erase(it);
-  std::lock_guard<std::mutex> g(s_.lock);
+  MutexGuard g(s_.lock);
   s_.offline_blocks.erase(id);
   return true;
 }
@@ -703,7 +703,7 @@ bool Actor::op_hot_add(Choices& c) {
   const uint64_t block = s_.ms.block_pages().value();
   Pfn start;
   {
-    std::lock_guard<std::mutex> g(s_.lock);
+    MutexGuard g(s_.lock);
     const uint64_t space = s_.ms.config().hotplug.space.pages().value();
     if (s_.hot_added_pages + block > space) return false;
     start = s_.ms.boot_end_pfn() + PageCount(s_.hot_added_pages);
@@ -714,7 +714,7 @@ bool Actor::op_hot_add(Choices& c) {
   if (!group.ok()) return false;
   const uint64_t id = start.value() / block;
   if (s_.hp.state_store(id, "online_movable") != 0) return true;
-  std::lock_guard<std::mutex> g(s_.lock);
+  MutexGuard g(s_.lock);
   s_.movable_blocks.push_back(id);
   return true;
 }

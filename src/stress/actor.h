@@ -10,7 +10,6 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -73,11 +72,11 @@ struct Shared {
   CmaAreas& cma;
   const bool threaded;
 
-  std::mutex lock;  // the fields below
-  uint64_t hot_added_pages = 0;
-  std::vector<uint64_t> movable_blocks;  // online movable at boot, or hot-added
-  std::set<uint64_t> offline_blocks;     // taken offline by an actor, not yet back
-  int next_pid = 100;
+  Mutex lock{LockRank::kLeaf};  // the fields below
+  uint64_t hot_added_pages GUARDED_BY(lock) = 0;
+  std::vector<uint64_t> movable_blocks GUARDED_BY(lock);  // online movable at boot, or hot-added
+  std::set<uint64_t> offline_blocks GUARDED_BY(lock);     // taken offline by an actor, not yet back
+  int next_pid GUARDED_BY(lock) = 100;
 };
 
 // What an actor counts; the run adds them up.

@@ -48,8 +48,6 @@ class CAPABILITY("mutex") Mutex {
   // Aborts (debug builds) unless the calling thread holds the lock.
   void assert_held() const ASSERT_CAPABILITY(this);
 
-  // For std::condition_variable_any waits on this mutex.
-  std::mutex& native() RETURN_CAPABILITY(this) { return m_; }
   LockRank rank() const { return rank_; }
 
  private:

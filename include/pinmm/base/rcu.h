@@ -6,7 +6,7 @@
 // page-table walk and the freeing of page-table pages.
 //
 // Threads are registered with liburcu on first use and unregistered when they
-// exit; register_thread() may be called early to take that cost up front.
+// exit.
 // RCU is process-wide, like the kernel's: every MemorySystem shares it.
 //
 // Thread safety: a reader sees every store published before the pointer it
@@ -29,7 +29,6 @@ namespace pinmm::rcu {
 class CAPABILITY("rcu") ReadSide {};
 extern ReadSide kReadSide;
 
-void register_thread();
 void read_lock() ACQUIRE_SHARED(kReadSide);
 void read_unlock() RELEASE_SHARED(kReadSide);
 // True inside a read section on the calling thread.

@@ -101,11 +101,11 @@ class RdmaNic {
   std::map<uint32_t, Region> regions_ GUARDED_BY(lock_);
   uint32_t next_key_ GUARDED_BY(lock_) = 1;
 
-  std::mutex queue_lock_;
-  std::condition_variable queue_cv_;
-  std::deque<std::function<void()>> queue_;  // guarded by queue_lock_
-  bool stopping_ = false;                    // guarded by queue_lock_
-  unsigned running_ = 0;                     // guarded by queue_lock_
+  Mutex queue_lock_{LockRank::kLeaf};  // never held while work runs
+  std::condition_variable_any queue_cv_;
+  std::deque<std::function<void()>> queue_ GUARDED_BY(queue_lock_);
+  bool stopping_ GUARDED_BY(queue_lock_) = false;
+  unsigned running_ GUARDED_BY(queue_lock_) = 0;
   std::thread engine_;
 };
 

@@ -45,6 +45,8 @@ std::span<const MigrationPolicyInfo> migration_target_policies();
 
 // The named policy with `mtc`; EINVAL for an unknown name or "nodemask"
 // without a mask.
+// FIXME(#17): nothing selects a policy by name yet; the policy registry
+// (machine.policies, --policy) is its caller.
 Result<MigrationTarget> migration_target_by_name(MemorySystem& ms, std::string_view name,
                                                  const MigrationTargetControl& mtc);
 
