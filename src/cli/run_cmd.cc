@@ -102,6 +102,10 @@ void print_step(const StepOutcome& o) {
              format_ns(o.elapsed_ns), o.title, o.detail);
   if (!o.expectation_ok)
     fmt::print("        FAILED: expected {}, got {}, value {}\n", o.expectation, result, o.value);
+  for (const ExpectationOutcome& c : o.checks) {
+    fmt::print("        {} {}: {}{}\n", c.ok ? "ok  " : "FAIL", c.what, c.detail,
+               c.pos.line > 0 ? fmt::format(" ({})", c.pos.to_string()) : "");
+  }
   if (o.err != 0 || !o.expectation_ok) {
     // The first few; the JSON report has them all.
     constexpr size_t kShown = 6;

@@ -22,6 +22,17 @@ Json counters_json(const std::vector<CounterChange>& changes) {
   return j;
 }
 
+Json expectations_json(const std::vector<ExpectationOutcome>& list) {
+  Json out = Json::array();
+  for (const ExpectationOutcome& e : list) {
+    out.push_back({{"what", e.what},
+                   {"where", e.pos.line > 0 ? Json(e.pos.to_string()) : Json(e.pos.file)},
+                   {"ok", e.ok},
+                   {"detail", e.detail}});
+  }
+  return out;
+}
+
 Json machine_json(const MachineConfig& m) {
   Json j;
   Json nodes = Json::array();
@@ -97,6 +108,7 @@ std::string scenario_report_json(const RunReport& r) {
     s["detail"] = o.detail;
     s["expected"] = o.expectation.empty() ? Json(nullptr) : Json(o.expectation);
     s["expectation_ok"] = o.expectation_ok;
+    if (!o.checks.empty()) s["checks"] = expectations_json(o.checks);
     s["counters"] = counters_json(o.counters);
     s["blockers"] = o.blockers;
     s["timing"] = {{"ns", o.elapsed_ns}};
@@ -107,14 +119,7 @@ std::string scenario_report_json(const RunReport& r) {
   for (const SnapshotRecord& s : r.snapshots)
     snaps.push_back(snapshot_json(s));
   j["snapshots"] = snaps;
-  Json expects = Json::array();
-  for (const ExpectationOutcome& e : r.expectations) {
-    expects.push_back({{"what", e.what},
-                       {"where", e.pos.line > 0 ? Json(e.pos.to_string()) : Json(e.pos.file)},
-                       {"ok", e.ok},
-                       {"detail", e.detail}});
-  }
-  j["expectations"] = expects;
+  j["expectations"] = expectations_json(r.expectations);
   j["counters"] = counters_json(r.counters);
   j["timing"] = {{"total_ns", r.total_ns}};
   return j.dump(2) + "\n";

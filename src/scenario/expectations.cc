@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "pinmm/base/errno.h"
+
 #include "run.h"
 
 namespace pinmm {
@@ -37,10 +39,11 @@ ZoneExpect parse_zone(ScenarioReader& r, const YAML::Node& z) {
 
 }  // namespace
 
-void parse_expectations(ScenarioReader& r, const YAML::Node& n, Expectations& e) {
-  r.check_keys(n, {"counters", "no_data_lost", "no_pages_leaked", "blocks", "zones"}, "expect");
+namespace {
+
+// counters:, zones:, blocks: and no_data_lost: of an expect: section.
+void parse_checks(ScenarioReader& r, const YAML::Node& n, Expectations& e) {
   if (n["no_data_lost"]) e.no_data_lost = r.boolean(n["no_data_lost"], "no_data_lost");
-  if (n["no_pages_leaked"]) e.no_pages_leaked = r.boolean(n["no_pages_leaked"], "no_pages_leaked");
   if (n["counters"]) {
     if (!n["counters"].IsMap()) r.fail(n["counters"], "'counters' maps vmstat names to values");
     for (const auto& kv : n["counters"])
@@ -62,6 +65,41 @@ void parse_expectations(ScenarioReader& r, const YAML::Node& n, Expectations& e)
       e.blocks.push_back(std::move(be));
     }
   }
+}
+
+int errno_of(ScenarioReader& r, const YAML::Node& n) {
+  const std::string t = r.str(n, "result");
+  if (t == "ok" || t == "0") return 0;
+  if (auto e = Errno::from_name(t)) return e->code();
+  r.fail(n, fmt::format("'{}' is neither 'ok' nor an errno name (EBUSY, ENOMEM …)", t));
+}
+
+}  // namespace
+
+void parse_expectations(ScenarioReader& r, const YAML::Node& n, Expectations& e) {
+  r.check_keys(n, {"counters", "no_data_lost", "no_pages_leaked", "blocks", "zones"}, "expect");
+  if (n["no_pages_leaked"]) e.no_pages_leaked = r.boolean(n["no_pages_leaked"], "no_pages_leaked");
+  parse_checks(r, n, e);
+}
+
+StepExpect parse_step_expect(ScenarioReader& r, const YAML::Node& n) {
+  StepExpect e;
+  e.pos = r.pos(n);
+  if (n.IsScalar()) {
+    e.err = errno_of(r, n);
+    return e;
+  }
+  for (const auto& kv : n.IsMap() ? n : YAML::Node(YAML::NodeType::Map)) {
+    if (kv.first.IsScalar() && kv.first.Scalar() == "no_pages_leaked")
+      r.fail(kv.first,
+             "no_pages_leaked is checked after teardown: it belongs in the scenario's expect:");
+  }
+  r.check_keys(n, {"result", "value", "counters", "zones", "blocks", "no_data_lost"},
+               "a step's expect");
+  if (n["result"]) e.err = errno_of(r, n["result"]);
+  if (n["value"]) e.value = r.signed_int(n["value"], "value");
+  parse_checks(r, n, e.checks);
+  return e;
 }
 
 bool compare(int64_t found, CompareOp op, int64_t want) {
@@ -106,18 +144,18 @@ ExpectationOutcome check_no_data_lost(ScenarioRun& run) {
 
 }  // namespace
 
-std::vector<ExpectationOutcome> check_expectations(ScenarioRun& run, const VmStat& start) {
+std::vector<ExpectationOutcome> check_expectations(ScenarioRun& run, const Expectations& e,
+                                                   const VmStat& baseline) {
   std::vector<ExpectationOutcome> out;
   auto add = [&out](std::string what, SourcePos pos, bool ok, std::string detail) {
     out.push_back(ExpectationOutcome{std::move(what), std::move(pos), ok, std::move(detail)});
   };
-  const Expectations& e = run.scenario().expect;
   const VmStat now = run.ms().vmstat();
   for (const CounterExpect& c : e.counters) {
     const bool delta = c.counter.starts_with("delta:");
     const std::string name = delta ? c.counter.substr(6) : c.counter;
     const int64_t found =
-        *now.by_name(name, HPAGE_PMD_NR) - (delta ? *start.by_name(name, HPAGE_PMD_NR) : 0);
+        *now.by_name(name, HPAGE_PMD_NR) - (delta ? *baseline.by_name(name, HPAGE_PMD_NR) : 0);
     add(fmt::format("{} {} {}", c.counter, compare_op_name(c.op), c.value), c.pos,
         compare(found, c.op, c.value), fmt::format("{}", found));
   }

@@ -116,5 +116,73 @@ TEST(Expectations, ParseErrors) {
   EXPECT_EQ(parse_error(h + "  no_leaks: true\n"), "8:3: unknown key 'no_leaks' in expect");
 }
 
+// A step's expect: carries the checks of the scenario's, made right after
+// the step; delta: is the change over that step.
+TEST(StepExpectations, ChecksHoldRightAfterTheStep) {
+  const RunReport r = run_yaml(
+      "scenario: step-checks\n"
+      "machine: {memory: 256MiB, movable: 128MiB, block_size: 128MiB, thp: never}\n"
+      "processes: [{name: p, mappings: [{name: m, size: 32KiB}]}]\n"
+      "steps:\n"
+      "  - write: {mapping: p.m}\n"
+      "    expect: {no_data_lost: true, counters: {delta:nr_anon_pages: 8}}\n"
+      "  - pin: {mapping: p.m, as: x, longterm: true}\n"
+      "    expect:\n"
+      "      value: 8\n"
+      "      counters:\n"
+      "        delta:nr_foll_pin_acquired: 16\n"  // pin, migrate out of Movable, pin again
+      "        delta:pgmigrate_success: 8\n"
+      "        nr_foll_pin_released: 8\n"
+      "      zones: [{zone: movable, present: 32768}]\n"
+      "  - unpin: {pin: x}\n"
+      "    expect: {counters: {delta:nr_foll_pin_released: 8, nr_foll_pin_released: 16}}\n"
+      "  - offline: {blocks: movable}\n"
+      "    expect: {blocks: [{blocks: [1], state: offline}], no_data_lost: true}\n");
+  EXPECT_TRUE(r.passed) << testing::failures(r);
+  ASSERT_EQ(r.steps.size(), 4u);
+  ASSERT_EQ(r.steps[1].checks.size(), 4u);
+  EXPECT_EQ(r.steps[1].checks[0].what, "delta:nr_foll_pin_acquired == 16");
+  EXPECT_EQ(r.steps[1].checks[0].detail, "16");
+  EXPECT_EQ(r.steps[1].checks[0].pos.line, 11);
+  EXPECT_EQ(r.steps[1].checks[3].what, "node 0 Movable present == 32768");
+  EXPECT_EQ(r.steps[3].checks[1].what, "no data lost");
+}
+
+// A check that does not hold fails its step, and the step says which.
+TEST(StepExpectations, ACheckThatFailsFailsTheStep) {
+  const RunReport bad = run_yaml(
+      "scenario: step-checks\n"
+      "machine: {memory: 256MiB, movable: 128MiB, block_size: 128MiB, thp: never}\n"
+      "processes: [{name: p, mappings: [{name: m, size: 32KiB}]}]\n"
+      "steps:\n"
+      "  - pin: {mapping: p.m, as: x}\n"
+      "    expect: {counters: {delta:pgmigrate_success: '> 0'}}\n"
+      "  - unpin: {pin: x}\n");
+  EXPECT_FALSE(bad.passed);
+  ASSERT_EQ(bad.steps.size(), 2u);
+  EXPECT_FALSE(bad.steps[0].expectation_ok);
+  EXPECT_EQ(bad.steps[0].err, 0);
+  EXPECT_EQ(bad.steps[0].expectation, "ok, delta:pgmigrate_success > 0 (found 0)");
+  EXPECT_TRUE(bad.steps[1].expectation_ok);
+  EXPECT_TRUE(bad.steps[1].checks.empty());
+}
+
+TEST(StepExpectations, ParseErrors) {
+  const std::string h =
+      "scenario: e\n"
+      "machine: {memory: 256MiB, block_size: 128MiB}\n"
+      "processes: [{name: p, mappings: [{name: m, size: 32KiB}]}]\n"
+      "steps:\n"
+      "  - write: {mapping: p.m}\n";
+  EXPECT_EQ(parse_error(h + "    expect: {no_pages_leaked: true}\n"),
+            "6:14: no_pages_leaked is checked after teardown: it belongs in the scenario's "
+            "expect:");
+  EXPECT_EQ(parse_error(h + "    expect: {value: 1, counter: {nr_free_pages: 1}}\n"),
+            "6:24: unknown key 'counter' in a step's expect");
+  EXPECT_EQ(parse_error(h + "    expect: {counters: {delta:nr_nothing: 1}}\n"),
+            "6:25: 'nr_nothing' is not a /proc/vmstat counter");
+  EXPECT_EQ(parse_error(h + "    expect: [ok]\n"), "6:13: a step's expect must be a mapping");
+}
+
 }  // namespace
 }  // namespace pinmm

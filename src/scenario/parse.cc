@@ -364,28 +364,9 @@ class Parser {
       StepReader in(r_, op);
       st.op = parse_operands(kind, in);
     }
-    if (n["expect"]) st.expect = parse_step_expect(n["expect"]);
+    if (n["expect"]) st.expect = parse_step_expect(r_, n["expect"]);
     if (st.title.empty()) st.title = kind;
     return st;
-  }
-
-  StepExpect parse_step_expect(const YAML::Node& n) const {
-    StepExpect e;
-    e.pos = r_.pos(n);
-    if (n.IsScalar()) {
-      e.err = errno_of(n);
-      return e;
-    }
-    r_.check_keys(n, {"result", "value"}, "a step's expect");
-    if (n["result"]) e.err = errno_of(n["result"]);
-    if (n["value"]) e.value = r_.signed_int(n["value"], "value");
-    return e;
-  }
-  int errno_of(const YAML::Node& n) const {
-    const std::string t = r_.str(n, "result");
-    if (t == "ok" || t == "0") return 0;
-    if (auto e = Errno::from_name(t)) return e->code();
-    r_.fail(n, fmt::format("'{}' is neither 'ok' nor an errno name (EBUSY, ENOMEM …)", t));
   }
 
   ScenarioReader r_;

@@ -187,7 +187,8 @@ void create_devices(ScenarioRun& run) {
   });
 }
 
-// Every step is expected to succeed unless its expect: says otherwise.
+// Every step is expected to succeed unless its expect: says otherwise;
+// its checks (o.checks, already made) must hold too.
 void check_step(const Step& st, StepOutcome& o) {
   const int want = st.expect ? st.expect->err : 0;
   std::string expected = want == 0 ? "ok" : Errno(want).name();
@@ -195,6 +196,10 @@ void check_step(const Step& st, StepOutcome& o) {
   if (st.expect && st.expect->value) {
     expected += fmt::format(", value {}", *st.expect->value);
     ok = ok && o.value == *st.expect->value;
+  }
+  for (const ExpectationOutcome& c : o.checks) {
+    if (!c.ok) expected += fmt::format(", {} (found {})", c.what, c.detail);
+    ok = ok && c.ok;
   }
   o.expectation_ok = ok;
   if (st.expect || !ok) o.expectation = expected;
@@ -225,7 +230,7 @@ class Runner {
       run_step(s.steps[i], std::to_string(i + 1), r);
     r.total_ns = now_ns() - t0;
     r.counters = counter_changes(start, ms.vmstat());
-    r.expectations = check_expectations(run_, start);
+    r.expectations = check_expectations(run_, s.expect, start);
     check_pins_accounted(r);
     teardown();
     audit(r);
@@ -277,6 +282,7 @@ class Runner {
     o.value = d.value;
     o.detail = std::move(d.detail);
     o.blockers = std::move(d.blockers);
+    if (st.expect) o.checks = check_expectations(run_, st.expect->checks, before);
     check_step(st, o);
     return o;
   }

@@ -37,6 +37,13 @@ struct CounterChange {
   int64_t after = 0;
 };
 
+struct ExpectationOutcome {
+  std::string what;  // "pgmigrate_success >= 1", "no data lost", "step 4 result" …
+  SourcePos pos;
+  bool ok = true;
+  std::string detail;  // the value found, or what went wrong
+};
+
 struct StepOutcome {
   std::string id;    // "3", or "5.2" for the second member of group 5 (1-based)
   std::string kind;  // the step kind's YAML key: "pin", "offline" …
@@ -44,8 +51,11 @@ struct StepOutcome {
   int err = 0;        // 0 or a positive errno
   int64_t value = 0;  // what the step counts (pages pinned, migrated, …; 0 if nothing)
   std::string detail;
-  bool expectation_ok = true;
-  std::string expectation;  // what was expected, when the step had an expect:
+  bool expectation_ok = true;  // result, value and every check as expected
+  std::string expectation;     // what was expected, when the step had an expect:
+  // The checks of the step's expect: (counters, zones, blocks,
+  // no_data_lost), right after it.
+  std::vector<ExpectationOutcome> checks;
   std::vector<CounterChange> counters;
   std::vector<std::string> blockers;  // who held what, when the step failed on pins
   // The chart counters (kChartCounters) after the step, for the HTML report.
@@ -66,13 +76,6 @@ struct SnapshotRecord {
   // Per pageblock of `map` (same index): who pins its pages, "" if nobody
   // ("device 'rdma0' [mr1]; task 100 'app' [O_DIRECT read]").
   std::vector<std::string> pinners;
-};
-
-struct ExpectationOutcome {
-  std::string what;  // "pgmigrate_success >= 1", "no data lost", "step 4 result" …
-  SourcePos pos;
-  bool ok = true;
-  std::string detail;  // the value found, or what went wrong
 };
 
 struct RunReport {

@@ -65,43 +65,6 @@ struct DeviceSpec {
   SourcePos pos;
 };
 
-enum class CompareOp : uint8_t { kEq, kNe, kLt, kLe, kGt, kGe };
-const char* compare_op_name(CompareOp op);  // "==", ">=" …
-
-struct CounterExpect {
-  std::string counter;  // a /proc/vmstat name, or "delta:NAME" for the change over the run
-  CompareOp op = CompareOp::kEq;
-  int64_t value = 0;
-  SourcePos pos;
-};
-
-struct BlockStateExpect {
-  BlockSelect blocks;
-  std::string state;  // "online" / "offline"
-  SourcePos pos;
-};
-
-// A zone's page counts at the end: free, managed, present.
-struct ZoneExpect {
-  int node = 0;
-  bool movable = false;  // ZONE_MOVABLE, else ZONE_NORMAL
-  struct Check {
-    std::string field;  // "free", "managed", "present"
-    CompareOp op = CompareOp::kEq;
-    int64_t value = 0;
-  };
-  std::vector<Check> checks;
-  SourcePos pos;
-};
-
-struct Expectations {
-  std::vector<CounterExpect> counters;
-  std::vector<ZoneExpect> zones;
-  bool no_data_lost = false;
-  bool no_pages_leaked = false;
-  std::vector<BlockStateExpect> blocks;
-};
-
 struct Scenario {
   std::string file;
   std::string name;

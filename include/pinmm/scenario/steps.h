@@ -16,14 +16,9 @@
 #include <variant>
 #include <vector>
 
-namespace pinmm {
+#include "pinmm/scenario/expect.h"
 
-struct SourcePos {
-  std::string file;
-  int line = 0;  // 1-based; 0: unknown
-  int column = 0;
-  std::string to_string() const;  // "file:line:column"
-};
+namespace pinmm {
 
 class StepReader;   // src/scenario/reader.h: a step's YAML operands
 class ScenarioRun;  // src/scenario/run.h: the machine and tables of a run
@@ -38,13 +33,6 @@ struct RangeRef {
   std::string mapping;
   uint64_t offset = 0;
   std::optional<uint64_t> size;  // default: to the end of the mapping
-};
-
-// Which memory blocks an offline/online step names.
-struct BlockSelect {
-  std::vector<uint64_t> ids;     // explicit ids
-  std::string zone;              // "movable" / "normal": every present block online there
-  std::optional<uint64_t> last;  // only the last N of those
 };
 
 // Declares what every step kind has besides its operands.
@@ -202,14 +190,6 @@ using StepOp = std::variant<WriteStep, ReadStep, ForkStep, ExitStep, MunmapStep,
                             DirectIoStep, MirrorStep, MovePagesStep, OfflineStep, OnlineStep,
                             HotAddStep, CmaAllocStep, CmaReleaseStep, KernelAllocStep,
                             KernelFreeStep, SnapshotStep, InjectStep, ConcurrentStep>;
-
-// What a step must return: success, or a given errno; and optionally a
-// value (pages pinned, migrated, allocated …, as the step kind defines).
-struct StepExpect {
-  int err = 0;  // 0: success; else a positive errno
-  std::optional<int64_t> value;
-  SourcePos pos;
-};
 
 struct Step {
   StepOp op;
