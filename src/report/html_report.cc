@@ -246,9 +246,9 @@ std::string scenario_report_html(const RunReport& r) {
     h += fmt::format(
         "<tr><td>{}</td><td>{}</td><td>{}</td><td{}>{}</td><td>{}</td><td>{}</td><td>{:.2f} "
         "ms</td><td>{}</td></tr>\n",
-        esc(o.id), o.kind, esc(o.title), o.expectation_ok ? "" : " class=\"bad\"",
-        result, o.value, esc(o.expectation.empty() ? "ok" : o.expectation),
-        static_cast<double>(o.elapsed_ns) / 1e6, esc(o.detail));
+        esc(o.id), o.kind, esc(o.title), o.expectation_ok ? "" : " class=\"bad\"", result, o.value,
+        esc(o.expectation.empty() ? "ok" : o.expectation), static_cast<double>(o.elapsed_ns) / 1e6,
+        esc(o.detail));
   }
   h += "</table>\n";
 
